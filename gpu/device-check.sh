@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Real-GPU check of mirage-gpu (design.md §6). Two phases:
+#
+#   1. Here (no GPU needed):       gpu/device-check.sh prepare
+#      builds the release example `gpu_bench`, the release GPU test binaries and (if it
+#      builds) the host binary, and puts the Vulkan loader, an ICD file for NVIDIA's headless
+#      driver and the binaries into target/device/.
+#   2. On the device, one call of the `device`/`run` tool:
+#        command: bash gpu/device-check.sh run
+#        carry:   ["target/device"]
+#        timeout_s: 420
+#      It runs the GPU tests with MIRAGE_REQUIRE_GPU=1 on the NVIDIA adapter, then the
+#      throughput benchmark (and `mirage bench gpu --json` when the host CLI has it), and
+#      writes $OUT/adapter.txt, $OUT/tests.log, $OUT/bench.json, $OUT/mirage-bench.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEV=target/device
+
+case "${1:-}" in
+prepare)
+    mkdir -p "$DEV/bin"
+    cargo build --release -p mirage-gpu --example gpu_bench
+    cp target/release/examples/gpu_bench "$DEV/bin/"
+    # Test binaries: the last line of each "Executable" report names the file.
+    cargo test --release -p mirage-gpu --no-run --message-format=json 2>/dev/null |
+        grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep '/deps/' | while read -r exe; do
+            cp "$exe" "$DEV/bin/test-$(basename "$exe" | sed 's/-[0-9a-f]*$//')"
+        done
+    if cargo build --release -p mirage-host 2>/dev/null; then cp target/release/mirage "$DEV/bin/"; fi
+    cp -L "$(dpkg -L libvulkan1 | grep 'libvulkan.so.1$' | head -1)" "$DEV/libvulkan.so.1"
+    echo '{"file_format_version":"1.0.1","ICD":{"library_path":"libEGL_nvidia.so.0","api_version":"1.4.312"}}' \
+        > "$DEV/nvidia_icd.json"
+    strip "$DEV"/bin/* 2>/dev/null || true
+    du -sh "$DEV"
+    ;;
+run)
+    OUT="${OUT:-/tmp/mirage-device-out}"
+    mkdir -p "$OUT"
+    export LD_LIBRARY_PATH="$PWD/$DEV${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export VK_ICD_FILENAMES="$PWD/$DEV/nvidia_icd.json"
+    export VK_LOADER_DEBUG=error,warn
+    export MIRAGE_REQUIRE_GPU=1 MIRAGE_GPU_ADAPTER="${MIRAGE_GPU_ADAPTER:-NVIDIA}"
+    nvidia-smi -L > "$OUT/adapter.txt" 2>&1 || true
+    status=0
+    for t in "$DEV"/bin/test-*; do
+        echo "== $t" >> "$OUT/tests.log"
+        timeout 120 "$t" --nocapture >> "$OUT/tests.log" 2>&1 || { status=1; echo "FAILED: $t" >> "$OUT/tests.log"; }
+    done
+    timeout 180 "$DEV/bin/gpu_bench" 1000 10000 100000 1000000 > "$OUT/bench.json" 2>> "$OUT/tests.log" || status=1
+    if [ -x "$DEV/bin/mirage" ]; then
+        timeout 120 "$DEV/bin/mirage" bench gpu --json > "$OUT/mirage-bench.json" 2>> "$OUT/tests.log" || true
+    fi
+    tail -n 40 "$OUT/tests.log"; cat "$OUT/bench.json"
+    exit "$status"
+    ;;
+*)
+    echo "usage: gpu/device-check.sh prepare|run" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,66 @@
+//! `cargo run --release -p mirage-gpu --example gpu_bench -- [steps] [batch ...]`: GPU
+//! sampling throughput of a paper-sized 2D model (random weights; x̂0 clipped to ±3 so the
+//! untrained network stays finite — the cost per step is that of the paper's sampler), as one
+//! JSON object on stdout. Used by `gpu/device-check.sh` when the host CLI is not available.
+
+use mirage_core::mlp::{Mlp, MlpShape};
+use mirage_core::sampler::{Clip, SamplerConfig};
+use mirage_core::schedule::{BetaSchedule, Schedule, Spacing, compute_tables, table_len};
+use mirage_gpu::{GpuContext, GpuSampler, bench};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
+    let steps = args.first().copied().unwrap_or(1000);
+    let batches: Vec<usize> = if args.len() > 1 {
+        args[1..].to_vec()
+    } else {
+        vec![1_000, 10_000, 100_000]
+    };
+    let shape = MlpShape::PAPER_2D;
+    let mut state = 0x5EED_u64;
+    let params: Vec<f32> = (0..shape.param_count())
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+        })
+        .collect();
+    let mlp = Mlp::new(shape, &params)?;
+    let mut tables = vec![0.0f32; table_len(steps)];
+    compute_tables(
+        &BetaSchedule::PAPER,
+        1000,
+        &Spacing::Linspace,
+        steps,
+        &mut tables,
+    )?;
+    let schedule = Schedule::from_tables(&tables, steps)?;
+    let cfg = SamplerConfig {
+        clip: Clip::Symmetric(3.0),
+        ..SamplerConfig::PAPER
+    };
+    let ctx = GpuContext::new()?;
+    let sampler = GpuSampler::new(&ctx, &mlp, &schedule, &cfg, 10)?;
+    let points = bench::run(&sampler, &batches)?;
+    let rows: Vec<String> = points
+        .iter()
+        .map(|p| {
+            format!(
+                "{{\"batch\":{},\"steps\":{},\"seconds\":{:.6},\"sample_steps_per_s\":{:.6e},\"flops\":{:.6e},\"non_finite\":{}}}",
+                p.batch, p.steps, p.seconds, p.sample_steps_per_s, p.flops, p.non_finite
+            )
+        })
+        .collect();
+    println!(
+        "{{\"adapter\":{:?},\"flop_per_sample_step\":{},\"max_chunk\":{},\"points\":[{}]}}",
+        ctx.describe(),
+        bench::flop_per_sample_step(shape),
+        sampler.max_chunk(),
+        rows.join(",")
+    );
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! Smoke test of the benchmark entry point (not a timed test): it runs, counts work and FLOP
+//! consistently, and reports no non-finite samples.
+mod common;
+
+use mirage_core::mlp::MlpShape;
+use mirage_core::sampler::{Clip, SamplerConfig};
+use mirage_core::schedule::Schedule;
+use mirage_gpu::{GpuSampler, bench};
+
+#[test]
+fn bench_reports_consistent_figures() {
+    let Some(ctx) = common::context() else { return };
+    let shape = MlpShape {
+        dim: 2,
+        width: 16,
+        blocks: 1,
+        temb_dim: 4,
+    };
+    let params = common::random_params(shape, 4);
+    let mlp = common::mlp(shape, &params);
+    let tables = common::paper_tables(8);
+    let schedule = Schedule::from_tables(&tables, 8).unwrap();
+    let cfg = SamplerConfig {
+        clip: Clip::Symmetric(3.0),
+        ..SamplerConfig::PAPER
+    };
+    let gpu = GpuSampler::new(&ctx, &mlp, &schedule, &cfg, 10).unwrap();
+    let points = bench::run(&gpu, &[3, 65]).unwrap();
+    assert_eq!(points.len(), 2);
+    // 2·(D·W + 2·blocks·W² + W·D) = 2·(32 + 512 + 32)
+    assert_eq!(bench::flop_per_sample_step(shape), 1152.0);
+    assert_eq!(bench::flop_per_sample_step(MlpShape::PAPER_2D), 197_632.0);
+    for p in &points {
+        assert_eq!(p.steps, 8);
+        assert_eq!(p.non_finite, 0);
+        assert!(p.seconds > 0.0);
+        let expected = (p.batch * p.steps) as f64 / p.seconds;
+        assert!((p.sample_steps_per_s - expected).abs() <= 1e-9 * expected);
+        assert!((p.flops - expected * 1152.0).abs() <= 1e-6 * p.flops);
+    }
+}

@@ -1,0 +1,6 @@
+//! The `mirage` subcommands: argument structs (clap) and their `run` functions. `main.rs`
+//! only dispatches.
+
+pub mod bench;
+pub mod sample;
+pub mod train;

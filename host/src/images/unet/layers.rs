@@ -1,0 +1,329 @@
+//! The U-Net's layers, forward and backward, on channel-major activations
+//! `[C][B][H·W]` (so one GEMM covers the whole batch and a channel concat is a stack).
+//!
+//! Backward functions *add* into the input gradient (callers zero it), so skip connections
+//! and concatenations sum their gradients for free; parameter gradients are also added.
+//!
+//! - conv k×k (k = 3, pad 1; or k = 1): y = W·im2col(x) + b, W `[cout][cin·k·k]` (PyTorch's
+//!   `[cout][cin][ky][kx]`); ∂W = ∂y·colᵀ, ∂col = Wᵀ·∂y, ∂x = col2im(∂col).
+//! - group norm (Wu & He 2018): x̂ = (x − μ_g)/√(σ²_g + ε) per (sample, group), y = γ_c x̂ + β_c;
+//!   ∂x = (1/σ)(g − mean(g) − x̂·mean(g·x̂)) with g = γ·∂y, means over the group.
+//! - SiLU: y = x·s(x), s = 1/(1+e⁻ˣ); ∂x = ∂y·s(1 + x(1 − s)).
+//! - 2×2 mean pool and nearest 2× upsample (adjoint pair up to the factor 4).
+//! - dense rows: y `[B][out]` = x·Wᵀ + b.
+
+use super::real::Real;
+
+/// Group-norm ε (PyTorch's default).
+pub const GN_EPS: f64 = 1e-5;
+
+/// Shape of one activation tensor: channels, batch, height, width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    /// Channels.
+    pub c: usize,
+    /// Batch.
+    pub b: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+}
+
+impl Dims {
+    /// Elements per channel over the batch (B·H·W).
+    #[must_use]
+    pub fn n(&self) -> usize {
+        self.b * self.h * self.w
+    }
+    /// All elements.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.c * self.n()
+    }
+    /// True when empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Same batch and spatial size, `c` channels.
+    #[must_use]
+    pub fn with_c(&self, c: usize) -> Self {
+        Self { c, ..*self }
+    }
+}
+
+/// im2col for a k×k kernel with padding k/2: `col[(ci·k² + ky·k + kx)][b·HW + y·W + x]`.
+pub fn im2col<T: Real>(x: &[T], d: Dims, k: usize, col: &mut [T]) {
+    let (n, hw, pad) = (d.n(), d.h * d.w, (k / 2) as isize);
+    for ci in 0..d.c {
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = &mut col[((ci * k + ky) * k + kx) * n..][..n];
+                for b in 0..d.b {
+                    let plane = &x[(ci * d.b + b) * hw..][..hw];
+                    for y in 0..d.h {
+                        let sy = y as isize + ky as isize - pad;
+                        let out = &mut row[b * hw + y * d.w..][..d.w];
+                        if sy < 0 || sy >= d.h as isize {
+                            out.fill(T::ZERO);
+                            continue;
+                        }
+                        let src = &plane[sy as usize * d.w..][..d.w];
+                        let shift = kx as isize - pad;
+                        for (xo, o) in out.iter_mut().enumerate() {
+                            let sx = xo as isize + shift;
+                            *o = if sx < 0 || sx >= d.w as isize { T::ZERO } else { src[sx as usize] };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds `col` back onto `dx`.
+pub fn col2im_add<T: Real>(col: &[T], d: Dims, k: usize, dx: &mut [T]) {
+    let (n, hw, pad) = (d.n(), d.h * d.w, (k / 2) as isize);
+    for ci in 0..d.c {
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = &col[((ci * k + ky) * k + kx) * n..][..n];
+                for b in 0..d.b {
+                    let plane = &mut dx[(ci * d.b + b) * hw..][..hw];
+                    for y in 0..d.h {
+                        let sy = y as isize + ky as isize - pad;
+                        if sy < 0 || sy >= d.h as isize {
+                            continue;
+                        }
+                        let src = &row[b * hw + y * d.w..][..d.w];
+                        let dst = &mut plane[sy as usize * d.w..][..d.w];
+                        let shift = kx as isize - pad;
+                        for (xo, &g) in src.iter().enumerate() {
+                            let sx = xo as isize + shift;
+                            if sx >= 0 && sx < d.w as isize {
+                                dst[sx as usize] += g;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A k×k convolution (k = 1 or 3) from `cin` to `cout` channels with bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv {
+    /// Input channels.
+    pub cin: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Kernel side (1 or 3).
+    pub k: usize,
+}
+
+impl Conv {
+    /// Weight count.
+    #[must_use]
+    pub fn weights(&self) -> usize {
+        self.cout * self.cin * self.k * self.k
+    }
+
+    /// Scratch (im2col) length for input dims `d` (0 for 1×1).
+    #[must_use]
+    pub fn col_len(&self, d: Dims) -> usize {
+        if self.k == 1 { 0 } else { self.cin * self.k * self.k * d.n() }
+    }
+
+    /// y = conv(x) + b (overwrites `y`, `cout × n`).
+    pub fn forward<T: Real>(&self, w: &[T], bias: &[T], x: &[T], d: Dims, col: &mut Vec<T>, y: &mut [T]) {
+        let (n, kk) = (d.n(), self.cin * self.k * self.k);
+        for (co, row) in y[..self.cout * n].chunks_exact_mut(n).enumerate() {
+            row.fill(bias[co]);
+        }
+        let input: &[T] = if self.k == 1 {
+            x
+        } else {
+            col.resize(self.col_len(d), T::ZERO);
+            im2col(x, d.with_c(self.cin), self.k, col);
+            col
+        };
+        T::gemm(self.cout, kk, n, T::ONE, w, kk, 1, input, n, 1, T::ONE, y);
+    }
+
+    /// Adds ∂W, ∂b and ∂x for upstream gradient `dy`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward<T: Real>(&self, w: &[T], x: &[T], d: Dims, dy: &[T], col: &mut Vec<T>, dw: &mut [T], db: &mut [T], dx: &mut [T]) {
+        let (n, kk) = (d.n(), self.cin * self.k * self.k);
+        for (g, row) in db.iter_mut().zip(dy.chunks_exact(n)) {
+            *g += row.iter().fold(T::ZERO, |a, &v| a + v);
+        }
+        if self.k == 1 {
+            T::gemm(self.cout, n, kk, T::ONE, dy, n, 1, x, 1, n, T::ONE, dw);
+            T::gemm(kk, self.cout, n, T::ONE, w, 1, kk, dy, n, 1, T::ONE, dx);
+            return;
+        }
+        col.resize(self.col_len(d), T::ZERO);
+        im2col(x, d.with_c(self.cin), self.k, col);
+        T::gemm(self.cout, n, kk, T::ONE, dy, n, 1, col, 1, n, T::ONE, dw);
+        T::gemm(kk, self.cout, n, T::ONE, w, 1, kk, dy, n, 1, T::ZERO, col);
+        col2im_add(col, d.with_c(self.cin), self.k, dx);
+    }
+}
+
+/// Group norm over `groups` groups of channels; caches x̂ and 1/σ per (sample, group).
+pub fn group_norm_forward<T: Real>(x: &[T], d: Dims, groups: usize, gamma: &[T], beta: &[T], xhat: &mut [T], rstd: &mut [T], y: &mut [T]) {
+    let (cpg, hw) = (d.c / groups, d.h * d.w);
+    let count = (cpg * hw) as f64;
+    for g in 0..groups {
+        for b in 0..d.b {
+            let planes = || (g * cpg..(g + 1) * cpg).map(|c| (c, (c * d.b + b) * hw));
+            let mut sum = 0.0f64;
+            for (_, off) in planes() {
+                sum += x[off..off + hw].iter().map(|v| v.to_f64()).sum::<f64>();
+            }
+            let mean = sum / count;
+            let mut var = 0.0f64;
+            for (_, off) in planes() {
+                var += x[off..off + hw].iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>();
+            }
+            let r = 1.0 / (var / count + GN_EPS).sqrt();
+            rstd[b * groups + g] = T::from_f64(r);
+            let (mean_t, r_t) = (T::from_f64(mean), T::from_f64(r));
+            for (c, off) in planes() {
+                for i in off..off + hw {
+                    let xh = (x[i] - mean_t) * r_t;
+                    xhat[i] = xh;
+                    y[i] = gamma[c] * xh + beta[c];
+                }
+            }
+        }
+    }
+}
+
+/// Backward of [`group_norm_forward`]: adds ∂γ, ∂β and ∂x.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_backward<T: Real>(dy: &[T], d: Dims, groups: usize, gamma: &[T], xhat: &[T], rstd: &[T], dgamma: &mut [T], dbeta: &mut [T], dx: &mut [T]) {
+    let (cpg, hw) = (d.c / groups, d.h * d.w);
+    let count = (cpg * hw) as f64;
+    for g in 0..groups {
+        for b in 0..d.b {
+            let planes = || (g * cpg..(g + 1) * cpg).map(|c| (c, (c * d.b + b) * hw));
+            let (mut mean_g, mut mean_gx) = (0.0f64, 0.0f64);
+            for (c, off) in planes() {
+                let (mut sdy, mut sdyx) = (T::ZERO, T::ZERO);
+                for i in off..off + hw {
+                    sdy += dy[i];
+                    sdyx += dy[i] * xhat[i];
+                }
+                dbeta[c] += sdy;
+                dgamma[c] += sdyx;
+                mean_g += (gamma[c] * sdy).to_f64();
+                mean_gx += (gamma[c] * sdyx).to_f64();
+            }
+            let (mg, mgx) = (T::from_f64(mean_g / count), T::from_f64(mean_gx / count));
+            let r = rstd[b * groups + g];
+            for (c, off) in planes() {
+                for i in off..off + hw {
+                    dx[i] += r * (gamma[c] * dy[i] - mg - xhat[i] * mgx);
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn sigmoid<T: Real>(x: T) -> T {
+    T::ONE / (T::ONE + (-x).exp())
+}
+
+/// y = x·s(x).
+pub fn silu_forward<T: Real>(x: &[T], y: &mut [T]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = v * sigmoid(v);
+    }
+}
+
+/// ∂x += ∂y·s(x)(1 + x(1 − s(x))).
+pub fn silu_backward<T: Real>(x: &[T], dy: &[T], dx: &mut [T]) {
+    for ((g, &v), &u) in dx.iter_mut().zip(x).zip(dy) {
+        let s = sigmoid(v);
+        *g += u * s * (T::ONE + v * (T::ONE - s));
+    }
+}
+
+/// 2×2 mean pool: `d` is the input (even H, W); y has dims (c, b, h/2, w/2).
+pub fn pool_forward<T: Real>(x: &[T], d: Dims, y: &mut [T]) {
+    let (h2, w2) = (d.h / 2, d.w / 2);
+    let quarter = T::from_f64(0.25);
+    for (src, dst) in x.chunks_exact(d.h * d.w).zip(y.chunks_exact_mut(h2 * w2)) {
+        for yy in 0..h2 {
+            for xx in 0..w2 {
+                let i = 2 * yy * d.w + 2 * xx;
+                dst[yy * w2 + xx] = (src[i] + src[i + 1] + src[i + d.w] + src[i + d.w + 1]) * quarter;
+            }
+        }
+    }
+}
+
+/// Backward of [`pool_forward`]: ∂x += ∂y/4 on each of the four.
+pub fn pool_backward<T: Real>(dy: &[T], d: Dims, dx: &mut [T]) {
+    let (h2, w2) = (d.h / 2, d.w / 2);
+    let quarter = T::from_f64(0.25);
+    for (src, dst) in dy.chunks_exact(h2 * w2).zip(dx.chunks_exact_mut(d.h * d.w)) {
+        for yy in 0..h2 {
+            for xx in 0..w2 {
+                let g = src[yy * w2 + xx] * quarter;
+                let i = 2 * yy * d.w + 2 * xx;
+                for j in [i, i + 1, i + d.w, i + d.w + 1] {
+                    dst[j] += g;
+                }
+            }
+        }
+    }
+}
+
+/// Nearest 2× upsample: `d` is the input; y has dims (c, b, 2h, 2w).
+pub fn up_forward<T: Real>(x: &[T], d: Dims, y: &mut [T]) {
+    let w2 = 2 * d.w;
+    for (src, dst) in x.chunks_exact(d.h * d.w).zip(y.chunks_exact_mut(4 * d.h * d.w)) {
+        for yy in 0..2 * d.h {
+            for xx in 0..w2 {
+                dst[yy * w2 + xx] = src[(yy / 2) * d.w + xx / 2];
+            }
+        }
+    }
+}
+
+/// Backward of [`up_forward`]: ∂x += the sum of the four ∂y.
+pub fn up_backward<T: Real>(dy: &[T], d: Dims, dx: &mut [T]) {
+    let w2 = 2 * d.w;
+    for (src, dst) in dy.chunks_exact(4 * d.h * d.w).zip(dx.chunks_exact_mut(d.h * d.w)) {
+        for yy in 0..2 * d.h {
+            for xx in 0..w2 {
+                dst[(yy / 2) * d.w + xx / 2] += src[yy * w2 + xx];
+            }
+        }
+    }
+}
+
+/// Dense rows: y `[rows][out]` = x `[rows][inp]`·Wᵀ + b, W `[out][inp]`.
+pub fn dense_forward<T: Real>(w: &[T], bias: &[T], x: &[T], rows: usize, inp: usize, out: usize, y: &mut [T]) {
+    for row in y[..rows * out].chunks_exact_mut(out) {
+        row.copy_from_slice(&bias[..out]);
+    }
+    T::gemm(rows, inp, out, T::ONE, x, inp, 1, w, 1, inp, T::ONE, y);
+}
+
+/// Backward of [`dense_forward`]: adds ∂W = ∂yᵀx, ∂b, ∂x = ∂y·W.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_backward<T: Real>(w: &[T], x: &[T], dy: &[T], rows: usize, inp: usize, out: usize, dw: &mut [T], db: &mut [T], dx: &mut [T]) {
+    for row in dy.chunks_exact(out) {
+        for (g, &v) in db.iter_mut().zip(row) {
+            *g += v;
+        }
+    }
+    T::gemm(out, rows, inp, T::ONE, dy, 1, out, x, inp, 1, T::ONE, dw);
+    T::gemm(rows, out, inp, T::ONE, dy, out, 1, w, inp, 1, T::ONE, dx);
+}

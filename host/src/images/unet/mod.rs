@@ -1,0 +1,19 @@
+//! A small convolutional U-Net ε-predictor trained on the CPU (papers.md §1 image
+//! experiments; the paper's image networks are *not published*, D6): 3×3 convolutions via
+//! im2col + GEMM (matrixmultiply), group norm, SiLU, a sinusoidal time embedding added in
+//! every residual block, two 2× mean-pool downsamplings and nearest upsamplings with skip
+//! connections. Forward and backward are written by hand and checked against central
+//! finite differences in f64 (`tests.rs`).
+
+pub mod file;
+pub mod layers;
+pub mod net;
+pub mod real;
+pub mod sample;
+pub mod train;
+
+#[cfg(test)]
+mod tests;
+
+pub use net::{Tape, UnetConfig, UnetLayout, forward_flops};
+pub use real::Real;

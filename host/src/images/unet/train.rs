@@ -1,0 +1,126 @@
+//! Training the U-Net: ε-prediction MSE with Adam (papers.md §1.2 "Training", applied to
+//! images):
+//!
+//! L = mean over the batch and pixels of (ε − ε_θ(√ᾱ_t x0 + √(1−ᾱ_t) ε, t))²,
+//! t uniform on [0, T), ε ~ N(0, I), √ᾱ_t and √(1−ᾱ_t) from core's f64-computed tables.
+//!
+//! Every stream comes from the master seed via ChaCha (D7): the initialisation, the
+//! per-epoch shuffle, and the per-step t and ε draws. Batches are contiguous slices of a
+//! permutation reshuffled each epoch.
+
+use anyhow::{Result, ensure};
+use rand_core::Rng;
+
+use mirage_core::noise::chacha_stream;
+use mirage_core::{BetaSchedule, Schedule, Spacing, Table, compute_tables, table_len};
+
+use super::file::UnetModel;
+use super::net::{UnetConfig, UnetLayout};
+use crate::data::NormalStream;
+use crate::train::{Adam, AdamConfig};
+
+const STREAM_INIT: u64 = 0x756e_6574_0001;
+const STREAM_SHUFFLE: u64 = 0x756e_6574_0002;
+const STREAM_DRAWS: u64 = 0x756e_6574_0003;
+
+/// Training settings.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct UnetTrainConfig {
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Images per step.
+    pub batch: usize,
+    /// Adam learning rate (β = (0.9, 0.999), eps 1e-8).
+    pub lr: f32,
+    /// Master seed.
+    pub seed: u64,
+    /// Diffusion steps T.
+    pub train_steps: usize,
+    /// Linear β schedule (start, end).
+    pub beta: (f64, f64),
+}
+
+/// Full-T schedule tables (index = model t) for a linear β schedule.
+///
+/// # Errors
+/// An invalid schedule.
+pub fn full_tables(train_steps: usize, beta: (f64, f64)) -> Result<Vec<f32>> {
+    let mut tables = vec![0.0f32; table_len(train_steps)];
+    compute_tables(&BetaSchedule::Linear { start: beta.0, end: beta.1 }, train_steps, &Spacing::Linspace, train_steps, &mut tables)
+        .map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
+    Ok(tables)
+}
+
+/// Trains a fresh U-Net of shape `config` on `data` (images `[N][S²]` on [−1, 1]);
+/// `progress(step, loss)` is called after every step.
+///
+/// # Errors
+/// Empty or ragged data, a zero batch or step count, an invalid shape or schedule, or a
+/// non-finite loss (divergence).
+pub fn train(config: UnetConfig, data: &[f32], tc: &UnetTrainConfig, mut progress: impl FnMut(usize, f64)) -> Result<UnetModel> {
+    let layout = UnetLayout::new(config)?;
+    let d = config.dim();
+    ensure!(!data.is_empty() && data.len() % d == 0, "training data holds {} values, not a whole number of {d}-pixel images", data.len());
+    ensure!(tc.batch > 0 && tc.steps > 0, "batch and step count must be positive");
+    let n = data.len() / d;
+    let tables = full_tables(tc.train_steps, tc.beta)?;
+    let schedule = Schedule::from_tables(&tables, tc.train_steps).map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
+    let (sqrt_ab, sqrt_1mab) = (schedule.table(Table::SqrtAlphaBar), schedule.table(Table::SqrtOneMinusAlphaBar));
+
+    let mut params: Vec<f32> = layout.init(&mut chacha_stream(tc.seed, STREAM_INIT));
+    let mut adam = Adam::new(AdamConfig { lr: tc.lr, ..AdamConfig::PAPER }, params.len());
+    let mut shuffle = chacha_stream(tc.seed, STREAM_SHUFFLE);
+    let mut draws = chacha_stream(tc.seed, STREAM_DRAWS);
+    let mut normals = NormalStream::new(chacha_stream(tc.seed, STREAM_DRAWS + 1));
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut cursor = n; // forces a shuffle before the first batch
+    let b = tc.batch;
+    let (mut x0, mut xt, mut eps) = (vec![0.0f32; b * d], vec![0.0f32; b * d], vec![0.0f32; b * d]);
+    let mut t = vec![0u32; b];
+    let mut grad = vec![0.0f32; params.len()];
+    for step in 0..tc.steps {
+        for row in x0.chunks_exact_mut(d) {
+            if cursor == n {
+                for i in (1..n).rev() {
+                    let j = ((u64::from(shuffle.next_u32()) * (i as u64 + 1)) >> 32) as usize;
+                    order.swap(i, j);
+                }
+                cursor = 0;
+            }
+            row.copy_from_slice(&data[order[cursor] * d..][..d]);
+            cursor += 1;
+        }
+        for ti in &mut t {
+            *ti = ((u64::from(draws.next_u32()) * tc.train_steps as u64) >> 32) as u32;
+        }
+        for e in &mut eps {
+            *e = normals.next_normal() as f32;
+        }
+        for (((row_t, row0), row_e), &ti) in xt.chunks_exact_mut(d).zip(x0.chunks_exact(d)).zip(eps.chunks_exact(d)).zip(&t) {
+            let (a, s) = (sqrt_ab[ti as usize], sqrt_1mab[ti as usize]);
+            for ((o, &x), &e) in row_t.iter_mut().zip(row0).zip(row_e) {
+                *o = a * x + s * e;
+            }
+        }
+        let tape = layout.forward(&params, &xt, &t)?;
+        let scale = 2.0 / (b * d) as f32;
+        let mut loss = 0.0f64;
+        let dout: Vec<f32> = tape
+            .output()
+            .iter()
+            .zip(&eps)
+            .map(|(&p, &e)| {
+                let r = p - e;
+                loss += f64::from(r) * f64::from(r);
+                scale * r
+            })
+            .collect();
+        let loss = loss / (b * d) as f64;
+        ensure!(loss.is_finite(), "U-Net training diverged at step {step} (loss {loss})");
+        grad.fill(0.0);
+        layout.backward(&params, &xt, &tape, &dout, &mut grad)?;
+        adam.update(&mut params, &grad);
+        progress(step, loss);
+    }
+    Ok(UnetModel { config, train_steps: tc.train_steps, beta: tc.beta, hal_threshold: f32::NAN, params })
+}

@@ -1,0 +1,37 @@
+//! `mirage`: find and filter hallucinations of diffusion models.
+//!
+//! Results go to stdout, progress to stderr; usage errors exit with code 2, runtime
+//! errors with code 1 and a message that says what was wrong.
+
+use clap::{Parser, Subcommand};
+use mirage_host::cmd;
+
+#[derive(Parser)]
+#[command(name = "mirage", version, about = "Find and filter hallucinations of diffusion models", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train the paper's ε-prediction MLP on a dataset (resumable; .mrg / safetensors out).
+    Train(cmd::train::TrainArgs),
+    /// Sample with Hal scores from the exact mixture denoiser or a .mrg model.
+    Sample(cmd::sample::SampleArgs),
+    /// Throughput benchmarks against the machine's sgemm rate.
+    Bench(cmd::bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Train(args) => cmd::train::run(&args),
+        Command::Sample(args) => cmd::sample::run(&args),
+        Command::Bench(args) => cmd::bench::run(&args),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
