@@ -18,7 +18,7 @@
 //! |---|---|---|---|
 //! | 0 | 8 | magic | `89 4D 49 52 41 47 45 0A` (`\x89MIRAGE\n`, PNG-style: catches 7-bit and newline mangling) |
 //! | 8 | 4 | version u32 | 1 ([`VERSION`]) |
-//! | 12 | 4 | kind u32 | 1 = f32 residual MLP ([`ModelKind::MlpF32`]); 2 = q8 MLP and 3 = q16 MLP are reserved |
+//! | 12 | 4 | kind u32 | 1 = f32 residual MLP ([`ModelKind::MlpF32`]); 2 = q8 MLP ([`ModelKind::MlpQ8`]); 3 = q16 MLP ([`ModelKind::MlpQ16`]) |
 //! | 16 | 4 | file_len u32 | total bytes including the CRC; must equal [`encoded_len`] of the header |
 //! | 20 | 4 | dim u32 | data dimension D, 1 ..= [`MlpShape::MAX_DIM`] |
 //! | 24 | 4 | width u32 | W, 1 ..= [`MlpShape::MAX_WIDTH`] |
@@ -34,7 +34,7 @@
 //! | 72 | 56 | reserved | 14 u32 words, all 0 in v1 |
 //! | 128 | 8·T | custom β (f64) | only if beta_kind = 4: β_0 … β_{T−1}, each in (0, 1) |
 //! | ↑ | 4·18·T | schedule tables (f32) | [`compute_tables`] layout, table-major, `TABLE_COUNT` × T |
-//! | ↑ | kind-specific | weights | kind 1: P f32 in the [`MlpShape::tensors`] layout |
+//! | ↑ | kind-specific | weights | kind 1: P f32 in the [`MlpShape::tensors`] layout; kinds 2, 3: [`crate::quant::section`] |
 //! | file_len − 4 | 4 | crc32 u32 | IEEE CRC-32 ([`crate::crc32`]) of bytes 0 .. file_len − 4 |
 //!
 //! Bytes after `file_len` are ignored (a flash region may be larger than the file).
@@ -60,6 +60,7 @@
 use crate::crc32::{Crc32, crc32};
 use crate::error::Error;
 use crate::mlp::{Mlp, MlpShape};
+use crate::quant::{QuantKind, QuantMlp, section};
 use crate::sampler::Prediction;
 use crate::schedule::{BetaSchedule, Schedule, Spacing, Table, compute_tables, table_len};
 
@@ -94,6 +95,10 @@ const CRC_LEN: usize = 4;
 pub enum ModelKind {
     /// Kind 1: the tied residual MLP ([`Mlp`]) with f32 parameters.
     MlpF32,
+    /// Kind 2: the MLP with i8 weights and i16 activations ([`QuantMlp`], [`QuantKind::Q8`]).
+    MlpQ8,
+    /// Kind 3: the MLP with i16 weights and i16 activations ([`QuantMlp`], [`QuantKind::Q16`]).
+    MlpQ16,
 }
 
 impl ModelKind {
@@ -101,17 +106,20 @@ impl ModelKind {
     pub const fn code(self) -> u32 {
         match self {
             Self::MlpF32 => 1,
+            Self::MlpQ8 => 2,
+            Self::MlpQ16 => 3,
         }
     }
 
     /// The kind stored as `code`.
     ///
     /// # Errors
-    /// [`Error::UnknownKind`] for any other code (2 = q8 and 3 = q16 MLP are reserved for the
-    /// fixed-point networks and not read by this build).
+    /// [`Error::UnknownKind`] for any code other than 1, 2, 3.
     pub const fn from_code(code: u32) -> Result<Self, Error> {
         match code {
             1 => Ok(Self::MlpF32),
+            2 => Ok(Self::MlpQ8),
+            3 => Ok(Self::MlpQ16),
             _ => Err(Error::UnknownKind),
         }
     }
@@ -120,6 +128,17 @@ impl ModelKind {
     pub fn weights_len(self, shape: &MlpShape) -> usize {
         match self {
             Self::MlpF32 => shape.param_count().saturating_mul(4),
+            Self::MlpQ8 => section::section_len(shape, QuantKind::Q8),
+            Self::MlpQ16 => section::section_len(shape, QuantKind::Q16),
+        }
+    }
+
+    /// The fixed-point weight type of a quantised kind; `None` for f32.
+    pub const fn quant_kind(self) -> Option<QuantKind> {
+        match self {
+            Self::MlpF32 => None,
+            Self::MlpQ8 => Some(QuantKind::Q8),
+            Self::MlpQ16 => Some(QuantKind::Q16),
         }
     }
 }
@@ -130,6 +149,8 @@ impl ModelKind {
 pub enum ModelWeights<'a> {
     /// Kind 1: the f32 MLP, borrowing the file's bytes, with the header's prediction type.
     MlpF32(Mlp<'a>),
+    /// Kinds 2 and 3: the fixed-point MLP, borrowing the file's bytes.
+    MlpQuant(QuantMlp<'a>),
 }
 
 /// Everything in the header except the on-disk bookkeeping (magic, version, file_len, CRC).
@@ -345,10 +366,22 @@ impl<'a> ModelFile<'a> {
     /// The network of an f32-MLP file, with the header's prediction type.
     ///
     /// # Errors
-    /// [`Error::Unsupported`] for a kind that is not an f32 MLP (none yet in v1).
+    /// [`Error::Unsupported`] for a fixed-point kind (use [`ModelFile::quant_mlp`]).
     pub fn mlp(&self) -> Result<Mlp<'a>, Error> {
         match self.weights {
             ModelWeights::MlpF32(mlp) => Ok(mlp),
+            ModelWeights::MlpQuant(_) => Err(Error::Unsupported("fixed-point model: use quant_mlp()")),
+        }
+    }
+
+    /// The network of a q8/q16 file, with the header's prediction type.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for an f32 file (use [`ModelFile::mlp`]).
+    pub fn quant_mlp(&self) -> Result<QuantMlp<'a>, Error> {
+        match self.weights {
+            ModelWeights::MlpQuant(q) => Ok(q),
+            ModelWeights::MlpF32(_) => Err(Error::Unsupported("f32 model: use mlp()")),
         }
     }
 
@@ -374,18 +407,58 @@ pub fn write_model(
     params: &[f32],
     out: &mut [u8],
 ) -> Result<usize, Error> {
+    write_sections(header, tables, WeightsIn::F32(params), out)
+}
+
+/// As [`write_model`] for the fixed-point kinds (2 = q8, 3 = q16): `section` is the weight
+/// section written by [`crate::quant::quantize_into`] (validated here, byte-wise).
+///
+/// # Errors
+/// As [`write_model`]; [`Error::InvalidParameter`] if `header.kind` is not a fixed-point
+/// kind; whatever [`section::validate`] rejects.
+pub fn write_quant_model(
+    header: &ModelHeader,
+    tables: &[f32],
+    section: &[u8],
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    write_sections(header, tables, WeightsIn::Bytes(section), out)
+}
+
+/// The weight section handed to [`write_sections`].
+#[derive(Clone, Copy)]
+enum WeightsIn<'a> {
+    F32(&'a [f32]),
+    Bytes(&'a [u8]),
+}
+
+fn write_sections(
+    header: &ModelHeader,
+    tables: &[f32],
+    weights: WeightsIn<'_>,
+    out: &mut [u8],
+) -> Result<usize, Error> {
     header.validate()?;
     let layout = Layout::of(header)?;
     if tables.len() != table_len(header.train_steps) {
         return Err(Error::LengthMismatch("tables vs table_len(train_steps)"));
     }
     validate_tables(tables, header.train_steps)?;
-    match header.kind {
-        ModelKind::MlpF32 => {
+    match (header.kind.quant_kind(), weights) {
+        (None, WeightsIn::F32(params)) => {
             if params.len() != header.shape.param_count() {
                 return Err(Error::LengthMismatch("params vs the shape's param_count"));
             }
             Mlp::new(header.shape, params)?;
+        }
+        (Some(kind), WeightsIn::Bytes(bytes)) => section::validate(&header.shape, kind, bytes)?,
+        (None, WeightsIn::Bytes(_)) => {
+            return Err(Error::InvalidParameter("write_quant_model needs a q8/q16 header kind"));
+        }
+        (Some(_), WeightsIn::F32(_)) => {
+            return Err(Error::InvalidParameter(
+                "write_model writes f32 kinds; use write_quant_model for q8/q16",
+            ));
         }
     }
     let file = out
@@ -412,7 +485,10 @@ pub fn write_model(
         .split_at_mut_checked(layout.tables.len())
         .ok_or(Error::BufferTooSmall("model file output (see encoded_len)"))?;
     write_f32s(table_out, tables);
-    write_f32s(weight_out, params);
+    match weights {
+        WeightsIn::F32(params) => write_f32s(weight_out, params),
+        WeightsIn::Bytes(bytes) => weight_out.iter_mut().zip(bytes).for_each(|(o, &b)| *o = b),
+    }
     let mut crc = Crc32::new();
     crc.update(head);
     crc.update(sections);
@@ -431,6 +507,11 @@ pub fn parse_weights<'a>(header: &ModelHeader, bytes: &'a [u8]) -> Result<ModelW
             let params = cast_f32(bytes)?;
             let mlp = Mlp::new(header.shape, params)?.with_prediction(header.prediction);
             Ok(ModelWeights::MlpF32(mlp))
+        }
+        ModelKind::MlpQ8 | ModelKind::MlpQ16 => {
+            let kind = header.kind.quant_kind().ok_or(Error::UnknownKind)?;
+            let q = QuantMlp::new(header.shape, kind, header.prediction, bytes)?;
+            Ok(ModelWeights::MlpQuant(q))
         }
     }
 }
@@ -833,7 +914,7 @@ mod tests {
 
     #[test]
     fn unknown_kind() {
-        for kind in [0, 2, 3, 99] {
+        for kind in [0, 4, 99] {
             let (_, mut file) = small();
             set_u32(file.bytes_mut(), OFF_KIND, kind);
             fix_crc(file.bytes_mut());
@@ -1095,7 +1176,9 @@ mod tests {
             ModelKind::from_code(ModelKind::MlpF32.code()),
             Ok(ModelKind::MlpF32)
         );
-        assert_eq!(ModelKind::from_code(2), Err(Error::UnknownKind));
+        assert_eq!(ModelKind::from_code(2), Ok(ModelKind::MlpQ8));
+        assert_eq!(ModelKind::from_code(3), Ok(ModelKind::MlpQ16));
+        assert_eq!(ModelKind::from_code(4), Err(Error::UnknownKind));
         assert_eq!(
             ModelKind::MlpF32.weights_len(&SMALL),
             4 * SMALL.param_count()

@@ -28,6 +28,7 @@ pub mod gmm;
 pub mod math;
 pub mod mlp;
 pub mod noise;
+pub mod quant;
 pub mod sampler;
 pub mod schedule;
 pub mod trajectory;
@@ -35,9 +36,12 @@ pub mod trajectory;
 pub use denoiser::Denoiser;
 pub use detector::{Detector, Hal, HalSingle, PathLength};
 pub use error::Error;
-pub use format::{ModelFile, ModelHeader, ModelKind, encoded_len, write_model};
+pub use format::{
+    ModelFile, ModelHeader, ModelKind, encoded_len, write_model, write_quant_model,
+};
 pub use gmm::{ExactGmm, MAX_COMPONENTS};
-pub use mlp::{Mlp, MlpShape, TensorSpec, TimeCachedMlp};
+pub use mlp::{Mlp, MlpShape, Tap, TensorSpec, TimeCachedMlp};
+pub use quant::{QuantKind, QuantMlp};
 pub use noise::{
     STREAM_INIT, STREAM_PROBE, STREAM_STEP, chacha_stream, fill_normals, normal, philox4x32_10,
     rademacher,

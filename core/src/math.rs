@@ -16,6 +16,18 @@ pub fn sqrt_f64(x: f64) -> f64 {
     libm::sqrt(x)
 }
 
+/// x rounded to the nearest integer, halves away from zero (f32).
+#[inline(always)]
+pub fn round(x: f32) -> f32 {
+    libm::roundf(x)
+}
+
+/// x rounded to the nearest integer, halves away from zero (f64).
+#[inline(always)]
+pub fn round_f64(x: f64) -> f64 {
+    libm::round(x)
+}
+
 /// eˣ (f32).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {

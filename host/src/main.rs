@@ -21,6 +21,14 @@ enum Command {
     Sample(cmd::sample::SampleArgs),
     /// Throughput benchmarks against the machine's sgemm rate.
     Bench(cmd::bench::BenchArgs),
+    /// Image experiments (Simple Shapes, digits) with a CPU U-Net: hallucination, filter, recursive.
+    Images(cmd::images::ImagesArgs),
+    /// Exposure bias and Epsilon Scaling: error recursions, δ_t, ε norms and the λ sweep.
+    Es(cmd::es::EsArgs),
+    /// Critical windows: noise-then-denoise P(stay) vs closed forms, hierarchy, last-switch table.
+    Windows(cmd::windows::WindowsArgs),
+    /// Log-density ridge: error-injection toy phases, SCMS ridge of a grid, model hallucinations.
+    Ridge(cmd::ridge::RidgeArgs),
 }
 
 fn main() {
@@ -29,6 +37,10 @@ fn main() {
         Command::Train(args) => cmd::train::run(&args),
         Command::Sample(args) => cmd::sample::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
+        Command::Images(args) => cmd::images::run(&args),
+        Command::Es(args) => cmd::es::run(&args),
+        Command::Windows(args) => cmd::windows::run(&args),
+        Command::Ridge(args) => cmd::ridge::run(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

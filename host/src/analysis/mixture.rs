@@ -40,12 +40,26 @@ impl Mixture {
             stds.len(),
             weights.len()
         );
-        ensure!(means.iter().all(|m| m.is_finite()), "mixture means must be finite");
-        ensure!(stds.iter().all(|s| s.is_finite() && *s >= 0.0), "mixture stds must be finite and ≥ 0");
-        ensure!(weights.iter().all(|w| w.is_finite() && *w > 0.0), "mixture weights must be finite and > 0");
+        ensure!(
+            means.iter().all(|m| m.is_finite()),
+            "mixture means must be finite"
+        );
+        ensure!(
+            stds.iter().all(|s| s.is_finite() && *s >= 0.0),
+            "mixture stds must be finite and ≥ 0"
+        );
+        ensure!(
+            weights.iter().all(|w| w.is_finite() && *w > 0.0),
+            "mixture weights must be finite and > 0"
+        );
         let total: f64 = weights.iter().sum();
         let log_weights = weights.iter().map(|w| (w / total).ln()).collect();
-        Ok(Self { dim, means, stds, log_weights })
+        Ok(Self {
+            dim,
+            means,
+            stds,
+            log_weights,
+        })
     }
 
     /// Converts a host dataset mixture (f32 tables) to f64; every component must be isotropic.
@@ -53,9 +67,15 @@ impl Mixture {
     /// # Errors
     /// Fails if a component has different σ per dimension.
     pub fn from_data(m: &crate::data::Mixture) -> Result<Self> {
-        ensure!(m.is_isotropic(), "mixture '{}' has anisotropic components; the analysis tools need isotropic ones", m.name());
+        ensure!(
+            m.is_isotropic(),
+            "mixture '{}' has anisotropic components; the analysis tools need isotropic ones",
+            m.name()
+        );
         let means = m.means().iter().map(|&v| f64::from(v)).collect();
-        let stds = (0..m.components()).map(|k| f64::from(m.std(k)[0])).collect();
+        let stds = (0..m.components())
+            .map(|k| f64::from(m.std(k)[0]))
+            .collect();
         let weights: Vec<f64> = m.weights().iter().map(|&w| f64::from(w)).collect();
         Self::new(m.dim(), means, stds, &weights)
     }
@@ -66,7 +86,12 @@ impl Mixture {
         let mut best = f64::INFINITY;
         for i in 0..k {
             for j in i + 1..k {
-                let d2: f64 = self.mean(i).iter().zip(self.mean(j)).map(|(a, b)| (a - b) * (a - b)).sum();
+                let d2: f64 = self
+                    .mean(i)
+                    .iter()
+                    .zip(self.mean(j))
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum();
                 best = best.min(d2.sqrt());
             }
         }
@@ -78,7 +103,11 @@ impl Mixture {
     /// # Errors
     /// As [`Mixture::new`].
     pub fn equal(dim: usize, means: Vec<f64>, std: f64) -> Result<Self> {
-        ensure!(dim > 0 && means.len() % dim == 0, "means length {} is not a multiple of dim {dim}", means.len());
+        ensure!(
+            dim > 0 && means.len().is_multiple_of(dim),
+            "means length {} is not a multiple of dim {dim}",
+            means.len()
+        );
         let k = means.len() / dim;
         Self::new(dim, means, vec![std; k], &vec![1.0; k])
     }
@@ -88,12 +117,19 @@ impl Mixture {
     /// # Errors
     /// Fails on an empty subset or an index ≥ k.
     pub fn subset(&self, subset: &[usize]) -> Result<Self> {
-        ensure!(!subset.is_empty(), "sub-mixture needs at least one component");
+        ensure!(
+            !subset.is_empty(),
+            "sub-mixture needs at least one component"
+        );
         let mut means = Vec::with_capacity(subset.len() * self.dim);
         let mut stds = Vec::with_capacity(subset.len());
         let mut weights = Vec::with_capacity(subset.len());
         for &k in subset {
-            ensure!(k < self.components(), "component {k} out of range (k = {})", self.components());
+            ensure!(
+                k < self.components(),
+                "component {k} out of range (k = {})",
+                self.components()
+            );
             means.extend_from_slice(self.mean(k));
             stds.push(self.stds[k]);
             weights.push(self.log_weights[k].exp());
@@ -126,7 +162,10 @@ impl Mixture {
     /// # Errors
     /// Fails unless a ≥ 0, h ≥ 0 are finite and every v_k = a²σ_k² + h is positive.
     pub fn diffused(&self, a: f64, h: f64) -> Result<Diffused<'_>> {
-        ensure!(a.is_finite() && h.is_finite() && a >= 0.0 && h >= 0.0, "diffusion needs finite a, h ≥ 0 (a = {a}, h = {h})");
+        ensure!(
+            a.is_finite() && h.is_finite() && a >= 0.0 && h >= 0.0,
+            "diffusion needs finite a, h ≥ 0 (a = {a}, h = {h})"
+        );
         if self.stds.iter().any(|s| a * a * s * s + h <= 0.0) {
             bail!("a component has zero variance after diffusion (a = {a}, h = {h}); use h > 0");
         }
@@ -137,7 +176,12 @@ impl Mixture {
     pub fn nearest(&self, x: &[f64]) -> usize {
         let mut best = (f64::INFINITY, 0);
         for k in 0..self.components() {
-            let d2: f64 = self.mean(k).iter().zip(x).map(|(m, v)| (v - m) * (v - m)).sum();
+            let d2: f64 = self
+                .mean(k)
+                .iter()
+                .zip(x)
+                .map(|(m, v)| (v - m) * (v - m))
+                .sum();
             if d2 < best.0 {
                 best = (d2, k);
             }
@@ -170,12 +214,23 @@ impl Diffused<'_> {
 
     fn logit(&self, k: usize, x: &[f64]) -> f64 {
         let v = self.variance(k);
-        let d2: f64 = self.gmm.mean(k).iter().zip(x).map(|(m, xi)| (xi - self.a * m) * (xi - self.a * m)).sum();
+        let d2: f64 = self
+            .gmm
+            .mean(k)
+            .iter()
+            .zip(x)
+            .map(|(m, xi)| (xi - self.a * m) * (xi - self.a * m))
+            .sum();
         self.gmm.log_weights[k] - 0.5 * self.gmm.dim as f64 * v.ln() - d2 / (2.0 * v)
     }
 
     fn check(&self, x: &[f64]) -> Result<()> {
-        ensure!(x.len() == self.gmm.dim, "point has {} coordinates, the mixture {}", x.len(), self.gmm.dim);
+        ensure!(
+            x.len() == self.gmm.dim,
+            "point has {} coordinates, the mixture {}",
+            x.len(),
+            self.gmm.dim
+        );
         Ok(())
     }
 
@@ -206,7 +261,10 @@ impl Diffused<'_> {
             sum += e;
         }
         for c in 0..k {
-            let e = if c < CACHE { cache[c] } else { (self.logit(c, x) - max).exp() };
+            let e = cache
+                .get(c)
+                .copied()
+                .unwrap_or_else(|| (self.logit(c, x) - max).exp());
             each(c, e / sum);
         }
         max + sum.ln()
@@ -231,7 +289,10 @@ impl Diffused<'_> {
     /// Fails on wrong lengths.
     pub fn responsibilities(&self, x: &[f64], out: &mut [f64]) -> Result<()> {
         self.check(x)?;
-        ensure!(out.len() == self.gmm.components(), "responsibility buffer has the wrong length");
+        ensure!(
+            out.len() == self.gmm.components(),
+            "responsibility buffer has the wrong length"
+        );
         self.for_each_responsibility(x, |c, r| out[c] = r);
         Ok(())
     }
@@ -242,7 +303,10 @@ impl Diffused<'_> {
     /// Fails on wrong lengths.
     pub fn score(&self, x: &[f64], grad: &mut [f64]) -> Result<f64> {
         self.check(x)?;
-        ensure!(grad.len() == self.gmm.dim, "gradient buffer has the wrong length");
+        ensure!(
+            grad.len() == self.gmm.dim,
+            "gradient buffer has the wrong length"
+        );
         grad.fill(0.0);
         let log_p = self.for_each_responsibility(x, |c, r| {
             let v = self.variance(c);
@@ -259,7 +323,11 @@ impl Diffused<'_> {
     /// Fails on wrong lengths.
     pub fn hessian(&self, x: &[f64], grad: &mut [f64], hess: &mut [f64]) -> Result<f64> {
         let d = self.gmm.dim;
-        ensure!(hess.len() == d * d, "Hessian buffer must hold d² = {} values", d * d);
+        ensure!(
+            hess.len() == d * d,
+            "Hessian buffer must hold d² = {} values",
+            d * d
+        );
         let log_p = self.score(x, grad)?;
         hess.fill(0.0);
         let mut gk = vec![0.0; d];
@@ -289,7 +357,10 @@ impl Diffused<'_> {
     /// Fails on wrong lengths.
     pub fn denoise(&self, x: &[f64], out: &mut [f64]) -> Result<()> {
         self.check(x)?;
-        ensure!(out.len() == self.gmm.dim, "denoiser buffer has the wrong length");
+        ensure!(
+            out.len() == self.gmm.dim,
+            "denoiser buffer has the wrong length"
+        );
         out.fill(0.0);
         self.for_each_responsibility(x, |c, r| {
             let v = self.variance(c);
@@ -307,7 +378,13 @@ mod tests {
     use super::*;
 
     fn three_component() -> Mixture {
-        Mixture::new(2, vec![0.0, 0.0, 1.5, -0.5, -1.0, 2.0], vec![0.3, 0.1, 0.6], &[0.5, 0.2, 0.3]).unwrap()
+        Mixture::new(
+            2,
+            vec![0.0, 0.0, 1.5, -0.5, -1.0, 2.0],
+            vec![0.3, 0.1, 0.6],
+            &[0.5, 0.2, 0.3],
+        )
+        .unwrap()
     }
 
     #[test]
@@ -325,16 +402,26 @@ mod tests {
                 xp[i] += eps;
                 xm[i] -= eps;
                 let fd = (p.log_density(&xp).unwrap() - p.log_density(&xm).unwrap()) / (2.0 * eps);
-                assert!((fd - grad[i]).abs() < 1e-7 * (1.0 + grad[i].abs()), "grad {i} at {x:?}: {fd} vs {}", grad[i]);
+                assert!(
+                    (fd - grad[i]).abs() < 1e-7 * (1.0 + grad[i].abs()),
+                    "grad {i} at {x:?}: {fd} vs {}",
+                    grad[i]
+                );
                 let (mut gp, mut gm) = ([0.0; 2], [0.0; 2]);
                 p.score(&xp, &mut gp).unwrap();
                 p.score(&xm, &mut gm).unwrap();
                 for j in 0..2 {
                     let fd2 = (gp[j] - gm[j]) / (2.0 * eps);
-                    assert!((fd2 - hess[j * 2 + i]).abs() < 1e-6 * (1.0 + fd2.abs()), "hess {j}{i} at {x:?}");
+                    assert!(
+                        (fd2 - hess[j * 2 + i]).abs() < 1e-6 * (1.0 + fd2.abs()),
+                        "hess {j}{i} at {x:?}"
+                    );
                 }
             }
-            assert!((hess[1] - hess[2]).abs() < 1e-12, "Hessian must be symmetric");
+            assert!(
+                (hess[1] - hess[2]).abs() < 1e-12,
+                "Hessian must be symmetric"
+            );
         }
     }
 
@@ -343,7 +430,9 @@ mod tests {
         let gmm = Mixture::new(1, vec![-1.0, 2.0], vec![0.2, 0.5], &[1.0, 3.0]).unwrap();
         let p = gmm.diffused(0.9, 0.1).unwrap();
         let step = 1e-3;
-        let total: f64 = (0..20_000).map(|i| p.log_density(&[-10.0 + step * i as f64]).unwrap().exp() * step).sum();
+        let total: f64 = (0..20_000)
+            .map(|i| p.log_density(&[-10.0 + step * i as f64]).unwrap().exp() * step)
+            .sum();
         assert!((total - 1.0).abs() < 1e-9, "{total}");
     }
 
@@ -369,10 +458,16 @@ mod tests {
         let gmm = three_component();
         let x = [0.4, 0.1];
         let mut out = [0.0; 2];
-        gmm.diffused(1.0, 1e-12).unwrap().denoise(&x, &mut out).unwrap();
+        gmm.diffused(1.0, 1e-12)
+            .unwrap()
+            .denoise(&x, &mut out)
+            .unwrap();
         assert!((out[0] - x[0]).abs() < 1e-6 && (out[1] - x[1]).abs() < 1e-6);
-        gmm.diffused(0.0, 1.0).unwrap().denoise(&x, &mut out).unwrap();
-        let mean = [0.5 * 0.0 + 0.2 * 1.5 + 0.3 * -1.0, 0.2 * -0.5 + 0.3 * 2.0];
+        gmm.diffused(0.0, 1.0)
+            .unwrap()
+            .denoise(&x, &mut out)
+            .unwrap();
+        let mean = [0.2 * 1.5 - 0.3, -0.2 * 0.5 + 0.3 * 2.0];
         assert!((out[0] - mean[0]).abs() < 1e-12 && (out[1] - mean[1]).abs() < 1e-12);
     }
 

@@ -46,7 +46,12 @@ pub fn thread_count(requested: usize) -> usize {
 
 /// Maps `f` over path indices 0..n on `threads` workers (0 = all cores), keeping index order.
 /// With `label`, progress goes to stderr about every 10%.
-pub fn par_map<T: Send>(n: usize, threads: usize, label: Option<&str>, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+pub fn par_map<T: Send>(
+    n: usize,
+    threads: usize,
+    label: Option<&str>,
+    f: impl Fn(usize) -> T + Sync,
+) -> Vec<T> {
     let threads = thread_count(threads).clamp(1, n.max(1));
     let chunk = n.div_ceil(threads);
     let done = AtomicUsize::new(0);
@@ -58,9 +63,12 @@ pub fn par_map<T: Send>(n: usize, threads: usize, label: Option<&str>, f: impl F
                 let out = f(i);
                 let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if let Some(label) = label
-                    && finished % report_every == 0
+                    && finished.is_multiple_of(report_every)
                 {
-                    eprintln!("{label}: {finished}/{n} paths, {:.1} s", start.elapsed().as_secs_f64());
+                    eprintln!(
+                        "{label}: {finished}/{n} paths, {:.1} s",
+                        start.elapsed().as_secs_f64()
+                    );
                 }
                 out
             })
@@ -121,6 +129,9 @@ mod tests {
             .collect();
         let mean = draws.iter().sum::<f64>() / n as f64;
         let var = draws.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
-        assert!(mean.abs() < 4.0 / (n as f64).sqrt() && (var - 1.0).abs() < 4.0 * (2.0 / n as f64).sqrt());
+        assert!(
+            mean.abs() < 4.0 / (n as f64).sqrt()
+                && (var - 1.0).abs() < 4.0 * (2.0 / n as f64).sqrt()
+        );
     }
 }

@@ -80,7 +80,11 @@ pub fn gauss_expect(f: impl Fn(f64) -> f64) -> f64 {
 /// Fails if either sample is empty or holds a non-finite value.
 pub fn wasserstein1(a: &[f64], b: &[f64]) -> Result<f64> {
     if a.is_empty() || b.is_empty() {
-        bail!("wasserstein1 needs two non-empty samples (got {} and {})", a.len(), b.len());
+        bail!(
+            "wasserstein1 needs two non-empty samples (got {} and {})",
+            a.len(),
+            b.len()
+        );
     }
     if a.iter().chain(b).any(|v| !v.is_finite()) {
         bail!("wasserstein1: a sample holds a non-finite value");
@@ -122,7 +126,7 @@ pub fn sliced_wasserstein1(a: &[f64], b: &[f64], dim: usize, directions: usize) 
     match dim {
         1 => wasserstein1(a, b),
         2 => {
-            if a.len() % 2 != 0 || b.len() % 2 != 0 {
+            if !a.len().is_multiple_of(2) || !b.len().is_multiple_of(2) {
                 bail!("sliced_wasserstein1: sample lengths must be multiples of dim = 2");
             }
             if directions == 0 {
@@ -154,7 +158,9 @@ mod tests {
         }
         // Tabulated: Φ⁻¹(0.975) = 1.959963984540054.
         assert!((normal_ppf(0.975).unwrap() - 1.959_963_984_540_054).abs() < 1e-10);
-        assert!(normal_ppf(0.0).is_err() && normal_ppf(1.0).is_err() && normal_ppf(f64::NAN).is_err());
+        assert!(
+            normal_ppf(0.0).is_err() && normal_ppf(1.0).is_err() && normal_ppf(f64::NAN).is_err()
+        );
     }
 
     #[test]
@@ -193,7 +199,9 @@ mod tests {
     #[test]
     fn sliced_w1_of_a_2d_shift() {
         // A shift by (δ, 0) projects to δ|cos θ|; mean over evenly spaced θ ∈ [0, π) → 2δ/π.
-        let a: Vec<f64> = (0..400).map(|i| ((i * 7919) % 400) as f64 / 400.0).collect();
+        let a: Vec<f64> = (0..400)
+            .map(|i| ((i * 7919) % 400) as f64 / 400.0)
+            .collect();
         let b: Vec<f64> = a.chunks_exact(2).flat_map(|p| [p[0] + 0.1, p[1]]).collect();
         let got = sliced_wasserstein1(&a, &b, 2, 360).unwrap();
         assert!((got - 0.2 / core::f64::consts::PI).abs() < 1e-3, "{got}");

@@ -56,7 +56,12 @@ pub enum BenchWhat {
 
 /// FLOPs per sample of one forward pass: (all Linears, x path only).
 fn forward_flops(s: MlpShape) -> (f64, f64) {
-    let (d, w, e, b) = (s.dim as f64, s.width as f64, s.temb_dim as f64, s.blocks as f64);
+    let (d, w, e, b) = (
+        s.dim as f64,
+        s.width as f64,
+        s.temb_dim as f64,
+        s.blocks as f64,
+    );
     let x_path = 2.0 * (d * w + b * 2.0 * w * w + w * d);
     (x_path + 2.0 * (w * e + b * w * w), x_path)
 }
@@ -64,8 +69,12 @@ fn forward_flops(s: MlpShape) -> (f64, f64) {
 /// sgemm GFLOP/s of 10000×128 @ 128×128 (median of 7 timings of 20 products).
 fn gemm_roofline() -> f64 {
     let (m, k, n) = (10_000, 128, 128);
-    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3).collect();
-    let b: Vec<f32> = (0..k * n).map(|i| ((i * 31) % 1000) as f32 * 1e-3).collect();
+    let a: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 7919) % 1000) as f32 * 1e-3)
+        .collect();
+    let b: Vec<f32> = (0..k * n)
+        .map(|i| ((i * 31) % 1000) as f32 * 1e-3)
+        .collect();
     let mut c = vec![0.0f32; m * n];
     let reps = 20;
     let mut once = || {
@@ -93,15 +102,26 @@ fn median(v: &mut [f64]) -> f64 {
 pub fn run(args: &BenchArgs) -> Result<()> {
     match args.what {
         BenchWhat::Train { quick, threads } => bench_train(quick, threads),
-        BenchWhat::Sample { quick, threads, chunk } => bench_sample(quick, threads, chunk),
+        BenchWhat::Sample {
+            quick,
+            threads,
+            chunk,
+        } => bench_sample(quick, threads, chunk),
     }
 }
 
 fn bench_train(quick: bool, threads: usize) -> Result<()> {
-    let (n, batch, epochs) = if quick { (20_000, 2_000, 1) } else { (100_000, 10_000, 3) };
+    let (n, batch, epochs) = if quick {
+        (20_000, 2_000, 1)
+    } else {
+        (100_000, 10_000, 3)
+    };
     let roof = gemm_roofline();
     let data = Dataset::generate(Named::Grid25.mixture()?, n, 1234).into_points();
-    let config = TrainConfig { batch, ..TrainConfig::paper(2) };
+    let config = TrainConfig {
+        batch,
+        ..TrainConfig::paper(2)
+    };
     let shape = config.shape();
     let mut tr = Trainer::new(config, data, threads)?;
     tr.run(1, None, false)?; // warm-up step
@@ -118,12 +138,18 @@ fn bench_train(quick: bool, threads: usize) -> Result<()> {
     let (fa, _) = forward_flops(shape);
     let gflops = 3.0 * fa * n as f64 / epoch_s / 1e9;
     let roof_after = gemm_roofline();
-    println!("mirage bench train ({} points, batch {batch}, {threads} threads, paper 2D MLP)", n);
+    println!(
+        "mirage bench train ({} points, batch {batch}, {threads} threads, paper 2D MLP)",
+        n
+    );
     println!("{:<38} {:>12}", "item", "value");
     println!("{:<38} {:>12.3}", "epoch time (median) [s]", epoch_s);
     println!("{:<38} {:>12.3}", "epoch time (best) [s]", best);
     println!("{:<38} {:>12.1}", "steps/s", spe as f64 / epoch_s);
-    println!("{:<38} {:>12.1}", "GFLOP/s (3 × forward, peer count)", gflops);
+    println!(
+        "{:<38} {:>12.1}",
+        "GFLOP/s (3 × forward, peer count)", gflops
+    );
     println!("{:<38} {:>12.1}", "sgemm 10000×128@128×128 GFLOP/s", roof);
     println!("{:<38} {:>12.3}", "ratio to sgemm", gflops / roof);
     println!("{:<38} {:>12.1}", "sgemm GFLOP/s (after)", roof_after);
@@ -143,16 +169,37 @@ fn bench_sample(quick: bool, threads: usize, chunk: usize) -> Result<()> {
     let roof = gemm_roofline();
     // A briefly trained model keeps the chain finite (as the peer does; untimed).
     let data = Dataset::generate(Named::Grid25.mixture()?, 20_000, 1234).into_points();
-    let mut tr = Trainer::new(TrainConfig { batch: 2_000, ..TrainConfig::paper(2) }, data, threads)?;
+    let mut tr = Trainer::new(
+        TrainConfig {
+            batch: 2_000,
+            ..TrainConfig::paper(2)
+        },
+        data,
+        threads,
+    )?;
     tr.run(if quick { 30 } else { 150 }, None, false)?;
     let shape = tr.config().shape();
     let layout = *tr.layout();
     let mut tables = vec![0.0f32; table_len(steps)];
-    compute_tables(&BetaSchedule::PAPER, 1000, &Spacing::Linspace, steps, &mut tables)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    compute_tables(
+        &BetaSchedule::PAPER,
+        1000,
+        &Spacing::Linspace,
+        steps,
+        &mut tables,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let sched = Schedule::from_tables(&tables, steps).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let den = BatchDenoiser::Mlp { layout: &layout, params: tr.params(), prediction: Prediction::Epsilon };
-    let opts = SampleOptions { threads, chunk, ..SampleOptions::new(1234) };
+    let den = BatchDenoiser::Mlp {
+        layout: &layout,
+        params: tr.params(),
+        prediction: Prediction::Epsilon,
+    };
+    let opts = SampleOptions {
+        threads,
+        chunk,
+        ..SampleOptions::new(1234)
+    };
     let t = Instant::now();
     let out = sample_batch(&den, &sched, &SamplerConfig::PAPER, n, &opts, None)?;
     let secs = t.elapsed().as_secs_f64();
@@ -164,11 +211,16 @@ fn bench_sample(quick: bool, threads: usize, chunk: usize) -> Result<()> {
     let finite = out.samples.iter().all(|v| v.is_finite());
     let mut hal: Vec<f64> = out.hal.iter().map(|&h| f64::from(h)).collect();
     let hal_median = median(&mut hal);
-    println!("mirage bench sample ({n} samples × {steps} steps + Hal K=10, {threads} threads, chunk {chunk})");
+    println!(
+        "mirage bench sample ({n} samples × {steps} steps + Hal K=10, {threads} threads, chunk {chunk})"
+    );
     println!("{:<38} {:>12}", "item", "value");
     println!("{:<38} {:>12.3}", "time [s]", secs);
     println!("{:<38} {:>12.3e}", "samples·steps/s", work / secs);
-    println!("{:<38} {:>12.1}", "GFLOP/s (peer count, 328,704/fwd)", g_peer);
+    println!(
+        "{:<38} {:>12.1}",
+        "GFLOP/s (peer count, 328,704/fwd)", g_peer
+    );
     println!("{:<38} {:>12.1}", "GFLOP/s (x path, 197,632/fwd)", g_x);
     println!("{:<38} {:>12.1}", "sgemm 10000×128@128×128 GFLOP/s", roof);
     println!("{:<38} {:>12.3}", "ratio to sgemm (x path)", g_x / roof);

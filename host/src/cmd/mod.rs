@@ -2,5 +2,9 @@
 //! only dispatches.
 
 pub mod bench;
+pub mod es;
+pub mod images;
+pub mod ridge;
 pub mod sample;
 pub mod train;
+pub mod windows;

@@ -2,6 +2,7 @@
 //! from the exact Gaussian-mixture denoiser of a dataset (default: the paper's grid25) or
 //! from a trained `.mrg` model, and write them as CSV.
 
+use std::cmp::Ordering;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -90,7 +91,8 @@ impl SamplerArgs {
                 Some(b) => EpsilonScaling::Linear { k: self.es_k, b },
             },
         };
-        cfg.validate().map_err(|e| anyhow::anyhow!("invalid sampler options: {e}"))?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("invalid sampler options: {e}"))?;
         Ok(cfg)
     }
 
@@ -107,8 +109,9 @@ impl SamplerArgs {
             SpacingArg::Trailing => Spacing::Trailing,
         };
         let mut tables = vec![0.0f32; table_len(steps)];
-        compute_tables(beta, train_steps, &spacing, steps, &mut tables)
-            .map_err(|e| anyhow::anyhow!("cannot build a {steps}-step schedule out of T = {train_steps}: {e}"))?;
+        compute_tables(beta, train_steps, &spacing, steps, &mut tables).map_err(|e| {
+            anyhow::anyhow!("cannot build a {steps}-step schedule out of T = {train_steps}: {e}")
+        })?;
         Ok((tables, steps))
     }
 }
@@ -157,8 +160,16 @@ pub fn fraction_beyond(mixture: &Mixture, out: &SampleOutput, k: f32) -> f64 {
         .filter(|x| {
             (0..mixture.components()).all(|c| {
                 let sigma = mixture.std(c).iter().fold(0.0f32, |m, &s| m.max(s));
-                let dist2: f32 = x.iter().zip(mixture.mean(c)).map(|(a, b)| (a - b) * (a - b)).sum();
-                !(dist2.sqrt() <= k * sigma)
+                let dist2: f32 = x
+                    .iter()
+                    .zip(mixture.mean(c))
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum();
+                // Farther than kσ, or NaN (a non-finite sample is far from everything).
+                !matches!(
+                    dist2.sqrt().partial_cmp(&(k * sigma)),
+                    Some(Ordering::Less | Ordering::Equal)
+                )
             })
         })
         .count();
@@ -203,7 +214,10 @@ pub fn sample_bar(n: usize, quiet: bool) -> ProgressBar {
 /// unwritable output.
 pub fn run(args: &SampleArgs) -> Result<()> {
     ensure!(args.n > 0, "-n must be at least 1");
-    ensure!(args.threads >= 1 && args.chunk >= 1, "--threads and --chunk must be at least 1");
+    ensure!(
+        args.threads >= 1 && args.chunk >= 1,
+        "--threads and --chunk must be at least 1"
+    );
     let cfg = args.sampler.config()?;
     let mixture = parse_mixture(&args.dataset)?;
     let opts = SampleOptions {
@@ -221,16 +235,28 @@ pub fn run(args: &SampleArgs) -> Result<()> {
             let model = bytes.model(&name)?;
             let header = *model.header();
             let (tables, steps) = args.sampler.tables(&header.beta, header.train_steps)?;
-            let sched = Schedule::from_tables(&tables, steps).map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
+            let sched = Schedule::from_tables(&tables, steps)
+                .map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
             let mlp = model.mlp().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
             let layout = Layout::new(header.shape)?;
-            let cfg = SamplerConfig { prediction: header.prediction, ..cfg };
-            let den = BatchDenoiser::Mlp { layout: &layout, params: mlp.params(), prediction: header.prediction };
-            (sample_batch(&den, &sched, &cfg, args.n, &opts, Some(&bar))?, format!("model {name}"))
+            let cfg = SamplerConfig {
+                prediction: header.prediction,
+                ..cfg
+            };
+            let den = BatchDenoiser::Mlp {
+                layout: &layout,
+                params: mlp.params(),
+                prediction: header.prediction,
+            };
+            (
+                sample_batch(&den, &sched, &cfg, args.n, &opts, Some(&bar))?,
+                format!("model {name}"),
+            )
         }
         None => {
             let (tables, steps) = args.sampler.tables(&BetaSchedule::PAPER, 1000)?;
-            let sched = Schedule::from_tables(&tables, steps).map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
+            let sched = Schedule::from_tables(&tables, steps)
+                .map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
             let gmm = ExactGmm::new(
                 mixture.dim(),
                 mixture.means(),
@@ -239,9 +265,17 @@ pub fn run(args: &SampleArgs) -> Result<()> {
                 sched,
                 Prediction::Epsilon,
             )
-            .map_err(|e| anyhow::anyhow!("dataset {}: cannot build the exact denoiser: {e}", args.dataset))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "dataset {}: cannot build the exact denoiser: {e}",
+                    args.dataset
+                )
+            })?;
             let den = BatchDenoiser::PerSample(&gmm);
-            (sample_batch(&den, &sched, &cfg, args.n, &opts, Some(&bar))?, format!("exact GMM of {}", args.dataset))
+            (
+                sample_batch(&den, &sched, &cfg, args.n, &opts, Some(&bar))?,
+                format!("exact GMM of {}", args.dataset),
+            )
         }
     };
     bar.finish_and_clear();
@@ -255,9 +289,16 @@ pub fn run(args: &SampleArgs) -> Result<()> {
 fn print_summary(source: &str, dataset: &str, mixture: &Mixture, out: &SampleOutput) -> Result<()> {
     println!("samples      {} ({source})", out.hal.len());
     if mixture.dim() == out.dim {
-        println!("beyond 4σ    {:.3e} of samples farther than 4σ from every mode of {dataset}", fraction_beyond(mixture, out, 4.0));
+        println!(
+            "beyond 4σ    {:.3e} of samples farther than 4σ from every mode of {dataset}",
+            fraction_beyond(mixture, out, 4.0)
+        );
     } else {
-        println!("beyond 4σ    n/a (dataset {dataset} has dimension {}, the model {})", mixture.dim(), out.dim);
+        println!(
+            "beyond 4σ    n/a (dataset {dataset} has dimension {}, the model {})",
+            mixture.dim(),
+            out.dim
+        );
     }
     let non_finite = out.hal.iter().filter(|h| !h.is_finite()).count();
     if non_finite == out.hal.len() {

@@ -98,13 +98,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         shuffle: args.shuffle,
         ..TrainConfig::paper(dim)
     };
-    let policy = args
-        .checkpoint_dir
-        .as_ref()
-        .map(|dir| CheckpointPolicy { path: checkpoint_path(dir), every: args.checkpoint_every });
+    let policy = args.checkpoint_dir.as_ref().map(|dir| CheckpointPolicy {
+        path: checkpoint_path(dir),
+        every: args.checkpoint_every,
+    });
     let mut trainer = match (&policy, args.resume) {
         (Some(p), true) => {
-            let bytes = std::fs::read(&p.path).with_context(|| format!("cannot read checkpoint {}", p.path.display()))?;
+            let bytes = std::fs::read(&p.path)
+                .with_context(|| format!("cannot read checkpoint {}", p.path.display()))?;
             let t = Trainer::resume(config, data, args.threads, &bytes)
                 .with_context(|| format!("cannot resume from {}", p.path.display()))?;
             eprintln!("resuming at step {} from {}", t.step(), p.path.display());
@@ -112,13 +113,25 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
         _ => Trainer::new(config, data, args.threads)?,
     };
-    let total = args.epochs.checked_mul(trainer.steps_per_epoch()).context("too many epochs")?;
+    let total = args
+        .epochs
+        .checked_mul(trainer.steps_per_epoch())
+        .context("too many epochs")?;
     let progress = !args.quiet && std::io::stderr().is_terminal();
     trainer.run(total, policy.as_ref(), progress)?;
     let c = trainer.config().clone();
     // Encode everything first, so a failure leaves no partial set of outputs.
     let mrg = match &args.out {
-        Some(path) => Some((path, to_mrg(c.shape(), c.train_steps, c.beta(), trainer.tables(), trainer.params())?)),
+        Some(path) => Some((
+            path,
+            to_mrg(
+                c.shape(),
+                c.train_steps,
+                c.beta(),
+                trainer.tables(),
+                trainer.params(),
+            )?,
+        )),
         None => None,
     };
     let st = match &args.safetensors {
@@ -127,9 +140,15 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 ("dataset".to_string(), args.dataset.clone()),
                 ("adam_steps".to_string(), trainer.step().to_string()),
                 ("seed".to_string(), c.seed.to_string()),
-                ("note".to_string(), "temp_fc.0/1/2 are tied (identical) in the model".to_string()),
+                (
+                    "note".to_string(),
+                    "temp_fc.0/1/2 are tied (identical) in the model".to_string(),
+                ),
             ]);
-            Some((path, to_safetensors(c.shape(), trainer.params(), Some(meta))?))
+            Some((
+                path,
+                to_safetensors(c.shape(), trainer.params(), Some(meta))?,
+            ))
         }
         None => None,
     };
@@ -137,6 +156,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         write_atomic(path, bytes)?;
         println!("wrote {}", path.display());
     }
-    println!("steps {}  final loss {:.6}", trainer.step(), trainer.last_loss());
+    println!(
+        "steps {}  final loss {:.6}",
+        trainer.step(),
+        trainer.last_loss()
+    );
     Ok(())
 }

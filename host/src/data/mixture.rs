@@ -32,12 +32,53 @@ pub const MAX_DIM: usize = 4096;
 /// layout core's exact GMM denoiser borrows: `means` and `stds` are k×d row-major,
 /// `weights` has k entries and sums to 1.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawMixture")]
 pub struct Mixture {
     name: String,
     dim: usize,
     means: Vec<f32>,
     stds: Vec<f32>,
     weights: Vec<f32>,
+}
+
+/// The serialised form of [`Mixture`], validated on the way in.
+#[derive(Deserialize)]
+struct RawMixture {
+    name: String,
+    dim: usize,
+    means: Vec<f32>,
+    stds: Vec<f32>,
+    weights: Vec<f32>,
+}
+
+impl TryFrom<RawMixture> for Mixture {
+    type Error = anyhow::Error;
+
+    /// Validates like [`Mixture::new`] and checks that the weights already sum to 1
+    /// (within 1e−5), then keeps the stored values bit for bit.
+    fn try_from(raw: RawMixture) -> Result<Self> {
+        let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+        Self::new(
+            &raw.name,
+            raw.dim,
+            &wide(&raw.means),
+            &wide(&raw.stds),
+            &wide(&raw.weights),
+        )?;
+        let total: f64 = wide(&raw.weights).iter().sum();
+        ensure!(
+            (total - 1.0).abs() <= 1e-5,
+            "mixture '{}': stored weights sum to {total}, not 1",
+            raw.name
+        );
+        Ok(Self {
+            name: raw.name,
+            dim: raw.dim,
+            means: raw.means,
+            stds: raw.stds,
+            weights: raw.weights,
+        })
+    }
 }
 
 /// One σ for all dimensions, or one per dimension.
@@ -71,11 +112,23 @@ impl Mixture {
     /// Names the problem: no components, more than [`MAX_COMPONENTS`], `dim` 0 or above
     /// [`MAX_DIM`], table lengths that do not match, a non-finite mean, a σ that is not
     /// finite and > 0, or a weight that is not finite and > 0.
-    pub fn new(name: &str, dim: usize, means: &[f64], stds: &[f64], weights: &[f64]) -> Result<Self> {
-        ensure!(dim >= 1 && dim <= MAX_DIM, "mixture '{name}': dimension {dim} must be in 1..={MAX_DIM}");
+    pub fn new(
+        name: &str,
+        dim: usize,
+        means: &[f64],
+        stds: &[f64],
+        weights: &[f64],
+    ) -> Result<Self> {
+        ensure!(
+            (1..=MAX_DIM).contains(&dim),
+            "mixture '{name}': dimension {dim} must be in 1..={MAX_DIM}"
+        );
         let k = weights.len();
         ensure!(k >= 1, "mixture '{name}': needs at least one component");
-        ensure!(k <= MAX_COMPONENTS, "mixture '{name}': {k} components, at most {MAX_COMPONENTS} are supported");
+        ensure!(
+            k <= MAX_COMPONENTS,
+            "mixture '{name}': {k} components, at most {MAX_COMPONENTS} are supported"
+        );
         ensure!(
             means.len() == k * dim,
             "mixture '{name}': {} mean values for {k} components of dimension {dim} (expected {})",
@@ -89,20 +142,38 @@ impl Mixture {
             k * dim
         );
         for (c, row) in means.chunks_exact(dim).enumerate() {
-            if let Some(d) = row.iter().position(|m| !m.is_finite() || m.abs() > f64::from(f32::MAX)) {
-                bail!("mixture '{name}': component {c}: mean[{d}] = {} is not a finite f32", row[d]);
+            if let Some(d) = row
+                .iter()
+                .position(|m| !m.is_finite() || m.abs() > f64::from(f32::MAX))
+            {
+                bail!(
+                    "mixture '{name}': component {c}: mean[{d}] = {} is not a finite f32",
+                    row[d]
+                );
             }
         }
         for (c, row) in stds.chunks_exact(dim).enumerate() {
-            if let Some(d) = row.iter().position(|s| !(s.is_finite() && *s > 0.0 && *s <= f64::from(f32::MAX))) {
-                bail!("mixture '{name}': component {c}: std[{d}] = {} must be finite and > 0", row[d]);
+            if let Some(d) = row
+                .iter()
+                .position(|s| !(s.is_finite() && *s > 0.0 && *s <= f64::from(f32::MAX)))
+            {
+                bail!(
+                    "mixture '{name}': component {c}: std[{d}] = {} must be finite and > 0",
+                    row[d]
+                );
             }
         }
         if let Some(c) = weights.iter().position(|w| !(w.is_finite() && *w > 0.0)) {
-            bail!("mixture '{name}': component {c}: weight {} must be finite and > 0", weights[c]);
+            bail!(
+                "mixture '{name}': component {c}: weight {} must be finite and > 0",
+                weights[c]
+            );
         }
         let total: f64 = weights.iter().sum();
-        ensure!(total.is_finite(), "mixture '{name}': weights sum to {total}");
+        ensure!(
+            total.is_finite(),
+            "mixture '{name}': weights sum to {total}"
+        );
         Ok(Self {
             name: name.to_owned(),
             dim,
@@ -136,10 +207,17 @@ impl Mixture {
             serde_json::from_str(text).context("invalid JSON mixture spec")?
         };
         let name = spec.name.unwrap_or_else(|| default_name.to_owned());
-        let first = spec.components.first().with_context(|| format!("mixture '{name}': `components` is empty"))?;
+        let first = spec
+            .components
+            .first()
+            .with_context(|| format!("mixture '{name}': `components` is empty"))?;
         let dim = first.mean.len();
         ensure!(dim >= 1, "mixture '{name}': component 0: `mean` is empty");
-        let with_weight = spec.components.iter().filter(|c| c.weight.is_some()).count();
+        let with_weight = spec
+            .components
+            .iter()
+            .filter(|c| c.weight.is_some())
+            .count();
         ensure!(
             with_weight == 0 || with_weight == spec.components.len(),
             "mixture '{name}': {with_weight} of {} components have a `weight`; give all or none",
@@ -175,15 +253,26 @@ impl Mixture {
     /// Unreadable file, another extension, or anything [`Mixture::from_spec_str`] rejects;
     /// the message names the path.
     pub fn from_spec_file(path: &Path) -> Result<Self> {
-        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
         let is_toml = match ext.as_deref() {
             Some("toml") => true,
             Some("json") => false,
-            _ => bail!("mixture spec {}: expected a .toml or .json file", path.display()),
+            _ => bail!(
+                "mixture spec {}: expected a .toml or .json file",
+                path.display()
+            ),
         };
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read mixture spec {}", path.display()))?;
-        let stem = path.file_stem().map_or_else(|| "mixture".to_owned(), |s| s.to_string_lossy().into_owned());
-        Self::from_spec_str(&text, is_toml, &stem).with_context(|| format!("in mixture spec {}", path.display()))
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read mixture spec {}", path.display()))?;
+        let stem = path.file_stem().map_or_else(
+            || "mixture".to_owned(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        Self::from_spec_str(&text, is_toml, &stem)
+            .with_context(|| format!("in mixture spec {}", path.display()))
     }
 
     /// Name (a built-in name or the spec's).
@@ -219,17 +308,23 @@ impl Mixture {
     /// Mean of component `k` (d values). Panics-free: empty if `k` is out of range.
     #[must_use]
     pub fn mean(&self, k: usize) -> &[f32] {
-        self.means.get(k * self.dim..(k + 1) * self.dim).unwrap_or(&[])
+        self.means
+            .get(k * self.dim..(k + 1) * self.dim)
+            .unwrap_or(&[])
     }
     /// σ of component `k` (d values); empty if `k` is out of range.
     #[must_use]
     pub fn std(&self, k: usize) -> &[f32] {
-        self.stds.get(k * self.dim..(k + 1) * self.dim).unwrap_or(&[])
+        self.stds
+            .get(k * self.dim..(k + 1) * self.dim)
+            .unwrap_or(&[])
     }
     /// Whether every component has one σ shared by all its dimensions.
     #[must_use]
     pub fn is_isotropic(&self) -> bool {
-        self.stds.chunks_exact(self.dim).all(|row| row.iter().all(|&s| s == row[0]))
+        self.stds
+            .chunks_exact(self.dim)
+            .all(|row| row.iter().all(|&s| s == row[0]))
     }
     /// Whether all weights are exactly equal.
     #[must_use]

@@ -29,7 +29,10 @@ pub fn parse_mixture(arg: &str) -> Result<Mixture> {
     }
     let path = Path::new(arg);
     let is_spec = matches!(
-        path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        path.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("toml" | "json")
     );
     if path.is_file() || is_spec {
@@ -64,7 +67,11 @@ impl Dataset {
                 points.push((f64::from(mu) + f64::from(sigma) * z) as f32);
             }
         }
-        Self { mixture, seed: master_seed, points }
+        Self {
+            mixture,
+            seed: master_seed,
+            points,
+        }
     }
 
     /// The mixture the points were drawn from.

@@ -38,7 +38,12 @@ pub enum Named {
 
 impl Named {
     /// Every built-in dataset, in the order of [`Named::NAMES`].
-    pub const ALL: [Self; 4] = [Self::Gauss1d3, Self::Gauss1d4, Self::Grid25, Self::Grid25Rot];
+    pub const ALL: [Self; 4] = [
+        Self::Gauss1d3,
+        Self::Gauss1d4,
+        Self::Grid25,
+        Self::Grid25Rot,
+    ];
     /// The names accepted by [`Named::from_str`].
     pub const NAMES: [&'static str; 4] = ["gauss1d-3", "gauss1d-4", "grid25", "grid25-rot"];
 
@@ -98,7 +103,10 @@ impl FromStr for Named {
     fn from_str(s: &str) -> Result<Self> {
         match Self::ALL.into_iter().find(|n| n.name() == s) {
             Some(n) => Ok(n),
-            None => bail!("unknown dataset '{s}': expected one of {}", Self::NAMES.join(", ")),
+            None => bail!(
+                "unknown dataset '{s}': expected one of {}",
+                Self::NAMES.join(", ")
+            ),
         }
     }
 }

@@ -6,20 +6,19 @@
 //! pair are used, in that order. Every transcendental goes through `libm` (f64), so the
 //! same seed gives the same bits on every platform.
 
+use mirage_core::noise::chacha_stream;
 use rand_chacha::ChaCha8Rng;
-use rand_core::{Rng, SeedableRng};
+use rand_core::Rng;
 
 /// ChaCha stream id reserved for dataset noise (the other D7 streams — init, t/ε draws,
 /// sampling, filters — use other ids).
 pub const DATA_STREAM: u64 = 0x6461_7461; // "data"
 
-/// The dataset generator of `master_seed`: `ChaCha8Rng::seed_from_u64(master_seed)` on
-/// stream [`DATA_STREAM`].
+/// The dataset generator of `master_seed`: core's D7 `chacha_stream` on
+/// [`DATA_STREAM`].
 #[must_use]
 pub fn data_rng(master_seed: u64) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(master_seed);
-    rng.set_stream(DATA_STREAM);
-    rng
+    chacha_stream(master_seed, DATA_STREAM)
 }
 
 /// A stream of standard normals drawn by Box–Muller from any [`Rng`].
@@ -91,7 +90,10 @@ mod tests {
             let mut s = NormalStream::new(data_rng(2));
             (0..16).map(|_| s.next_normal()).collect()
         };
-        assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
         assert_ne!(a, c);
     }
 }

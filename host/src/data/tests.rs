@@ -37,8 +37,16 @@ fn samples_are_balanced_i_mod_k_and_lie_at_their_mode() {
             let x = ds.point(i);
             let nearest = (0..k)
                 .min_by(|&a, &b| {
-                    let da: f32 = x.iter().zip(ds.mixture().mean(a)).map(|(p, m)| (p - m) * (p - m)).sum();
-                    let db: f32 = x.iter().zip(ds.mixture().mean(b)).map(|(p, m)| (p - m) * (p - m)).sum();
+                    let da: f32 = x
+                        .iter()
+                        .zip(ds.mixture().mean(a))
+                        .map(|(p, m)| (p - m) * (p - m))
+                        .sum();
+                    let db: f32 = x
+                        .iter()
+                        .zip(ds.mixture().mean(b))
+                        .map(|(p, m)| (p - m) * (p - m))
+                        .sum();
                     da.total_cmp(&db)
                 })
                 .unwrap();
@@ -61,8 +69,16 @@ fn per_mode_mean_and_std_within_three_standard_errors() {
                 let sigma = f64::from(mix.std(c)[j]);
                 let se_mean = sigma / (n as f64).sqrt();
                 let se_std = sigma / (2.0 * (n as f64 - 1.0)).sqrt();
-                assert!((mean[j] - mu).abs() < 3.0 * se_mean, "{named} mode {c} dim {j}: mean {} vs {mu}", mean[j]);
-                assert!((std[j] - sigma).abs() < 3.0 * se_std, "{named} mode {c} dim {j}: std {} vs {sigma}", std[j]);
+                assert!(
+                    (mean[j] - mu).abs() < 3.0 * se_mean,
+                    "{named} mode {c} dim {j}: mean {} vs {mu}",
+                    mean[j]
+                );
+                assert!(
+                    (std[j] - sigma).abs() < 3.0 * se_std,
+                    "{named} mode {c} dim {j}: std {} vs {sigma}",
+                    std[j]
+                );
             }
         }
     }
@@ -115,7 +131,13 @@ fn same_seed_same_bits_other_seed_other_bits() {
     assert_ne!(bits(&a), bits(&c));
     // A prefix of a longer draw is the shorter draw.
     let long = Dataset::generate(a.mixture().clone(), 1500, 42);
-    assert_eq!(bits(&a), long.points()[..2000].iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    assert_eq!(
+        bits(&a),
+        long.points()[..2000]
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -127,7 +149,10 @@ fn weighted_sequence_tracks_weights_in_every_prefix() {
         counts[c] += 1;
         for (k, &w) in [1.0 / 8.0, 2.0 / 8.0, 5.0 / 8.0].iter().enumerate() {
             let expect = (m + 1) as f64 * w;
-            assert!((counts[k] as f64 - expect).abs() <= 1.0 + 1e-9, "prefix {m} comp {k}");
+            assert!(
+                (counts[k] as f64 - expect).abs() <= 1.0 + 1e-9,
+                "prefix {m} comp {k}"
+            );
         }
     }
     assert_eq!(counts, [100, 200, 500]);
@@ -163,31 +188,107 @@ fn spec_files_parse_in_toml_and_json() {
     let path = dir.path().join("two.toml");
     std::fs::write(&path, toml).unwrap();
     assert_eq!(parse_mixture(path.to_str().unwrap()).unwrap(), m);
-    assert_eq!(parse_mixture("grid25-rot").unwrap(), Named::Grid25Rot.mixture().unwrap());
+    assert_eq!(
+        parse_mixture("grid25-rot").unwrap(),
+        Named::Grid25Rot.mixture().unwrap()
+    );
 }
 
 #[test]
 fn spec_errors_name_the_problem() {
     let cases: &[(&str, bool, &str)] = &[
         ("components = []", true, "`components` is empty"),
-        ("[[components]]\nmean = [1.0]\nstd = 0.1\ncolour = 2", true, "unknown field"),
-        ("[[components]]\nmean = [1.0]\nstd = 0.1\n[[components]]\nmean = [1.0, 2.0]\nstd = 0.1", true, "component 1: `mean` has 2 values"),
-        ("[[components]]\nmean = [1.0, 2.0]\nstd = [0.1, 0.1, 0.1]", true, "`std` has 3 values, expected 1 or 2"),
-        ("[[components]]\nmean = [1.0]\nstd = 0.0", true, "std[0] = 0 must be finite and > 0"),
-        ("[[components]]\nmean = [1.0]\nstd = 0.1\nweight = -1.0", true, "weight -1 must be finite and > 0"),
-        ("[[components]]\nmean = [1.0]\nstd = 0.1\nweight = 1.0\n[[components]]\nmean = [2.0]\nstd = 0.1", true, "1 of 2 components have a `weight`"),
-        ("[[components]]\nmean = []\nstd = 0.1", true, "`mean` is empty"),
+        (
+            "[[components]]\nmean = [1.0]\nstd = 0.1\ncolour = 2",
+            true,
+            "unknown field",
+        ),
+        (
+            "[[components]]\nmean = [1.0]\nstd = 0.1\n[[components]]\nmean = [1.0, 2.0]\nstd = 0.1",
+            true,
+            "component 1: `mean` has 2 values",
+        ),
+        (
+            "[[components]]\nmean = [1.0, 2.0]\nstd = [0.1, 0.1, 0.1]",
+            true,
+            "`std` has 3 values, expected 1 or 2",
+        ),
+        (
+            "[[components]]\nmean = [1.0]\nstd = 0.0",
+            true,
+            "std[0] = 0 must be finite and > 0",
+        ),
+        (
+            "[[components]]\nmean = [1.0]\nstd = 0.1\nweight = -1.0",
+            true,
+            "weight -1 must be finite and > 0",
+        ),
+        (
+            "[[components]]\nmean = [1.0]\nstd = 0.1\nweight = 1.0\n[[components]]\nmean = [2.0]\nstd = 0.1",
+            true,
+            "1 of 2 components have a `weight`",
+        ),
+        (
+            "[[components]]\nmean = []\nstd = 0.1",
+            true,
+            "`mean` is empty",
+        ),
         ("[[components]\nmean = [1.0]", true, "invalid TOML"),
-        (r#"{"components": [{"mean": [1e40], "std": 0.1}]}"#, false, "not a finite f32"),
-        (r#"{"components": [{"mean": [1.0], "std": 0.1}"#, false, "invalid JSON"),
+        (
+            r#"{"components": [{"mean": [1e40], "std": 0.1}]}"#,
+            false,
+            "not a finite f32",
+        ),
+        (
+            r#"{"components": [{"mean": [1.0], "std": 0.1}"#,
+            false,
+            "invalid JSON",
+        ),
     ];
     for (text, is_toml, needle) in cases {
-        let err = format!("{:#}", Mixture::from_spec_str(text, *is_toml, "t").unwrap_err());
+        let err = format!(
+            "{:#}",
+            Mixture::from_spec_str(text, *is_toml, "t").unwrap_err()
+        );
         assert!(err.contains(needle), "{text:?}: {err}");
     }
     let err = format!("{:#}", parse_mixture("grid26").unwrap_err());
-    assert!(err.contains("gauss1d-3, gauss1d-4, grid25, grid25-rot"), "{err}");
+    assert!(
+        err.contains("gauss1d-3, gauss1d-4, grid25, grid25-rot"),
+        "{err}"
+    );
     let err = format!("{:#}", parse_mixture("/nonexistent/mix.toml").unwrap_err());
-    assert!(err.contains("cannot read mixture spec /nonexistent/mix.toml"), "{err}");
+    assert!(
+        err.contains("cannot read mixture spec /nonexistent/mix.toml"),
+        "{err}"
+    );
     assert!(Mixture::new("m", 1, &[0.0; 257], &[1.0; 257], &[1.0; 257]).is_err());
+}
+
+#[test]
+fn mixture_serde_round_trip_is_exact_and_validated() {
+    let m = Mixture::new(
+        "w",
+        2,
+        &[0.0, 1.0, 2.0, 3.0],
+        &[0.1, 0.2, 0.3, 0.4],
+        &[1.0, 2.0],
+    )
+    .unwrap();
+    let json = serde_json::to_string(&m).unwrap();
+    assert_eq!(serde_json::from_str::<Mixture>(&json).unwrap(), m);
+    let bad_weights = json.replace("0.33333334", "0.5");
+    assert!(
+        serde_json::from_str::<Mixture>(&bad_weights)
+            .unwrap_err()
+            .to_string()
+            .contains("sum to")
+    );
+    let bad_std = json.replace("0.4", "-0.4");
+    assert!(
+        serde_json::from_str::<Mixture>(&bad_std)
+            .unwrap_err()
+            .to_string()
+            .contains("std[1]")
+    );
 }

@@ -4,6 +4,13 @@
 //! sampling with core's sampler step and Hal detector, and the hallucination, filter and
 //! recursion experiments behind `mirage images`.
 
+pub mod bench;
+pub mod classifier;
+pub mod digits;
+pub mod experiments;
+pub mod frechet;
+pub mod idx;
 pub mod label;
+pub mod png;
 pub mod shapes;
 pub mod unet;

@@ -62,7 +62,8 @@ pub fn encode_csv(columns: &[&str], matrix: &Matrix) -> Result<String> {
 /// # Errors
 /// As [`encode_csv`], or the file cannot be written.
 pub fn write_csv(path: &Path, columns: &[&str], matrix: &Matrix) -> Result<()> {
-    let text = encode_csv(columns, matrix).with_context(|| format!("cannot encode {}", path.display()))?;
+    let text =
+        encode_csv(columns, matrix).with_context(|| format!("cannot encode {}", path.display()))?;
     write_atomic(path, text.as_bytes())
 }
 
@@ -76,11 +77,16 @@ pub fn write_csv(path: &Path, columns: &[&str], matrix: &Matrix) -> Result<()> {
 /// names the row (0-based data row and 1-based line) and column.
 pub fn parse_csv(text: &str, policy: NonFinite) -> Result<Csv> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines: Vec<&str> = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
+    let mut lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .collect();
     while lines.last().is_some_and(|l| l.trim().is_empty()) {
         lines.pop();
     }
-    let Some((header, rows)) = lines.split_first() else { bail!("empty CSV: expected a header row") };
+    let Some((header, rows)) = lines.split_first() else {
+        bail!("empty CSV: expected a header row")
+    };
     let columns: Vec<String> = header.split(',').map(|s| s.trim().to_owned()).collect();
     for (c, name) in columns.iter().enumerate() {
         check_name(name, c).context("bad header row")?;
@@ -105,15 +111,27 @@ pub fn parse_csv(text: &str, policy: NonFinite) -> Result<Csv> {
         );
         for (c, field) in fields.iter().enumerate() {
             let v: f32 = field.trim().parse().map_err(|_| {
-                anyhow::anyhow!("row {r} (line {}), column {c} {:?}: {:?} is not a number", r + 2, columns[c], field.trim())
+                anyhow::anyhow!(
+                    "row {r} (line {}), column {c} {:?}: {:?} is not a number",
+                    r + 2,
+                    columns[c],
+                    field.trim()
+                )
             })?;
             if policy == NonFinite::Reject && !v.is_finite() {
-                bail!("row {r} (line {}), column {c} {:?}: non-finite value {v}", r + 2, columns[c]);
+                bail!(
+                    "row {r} (line {}), column {c} {:?}: non-finite value {v}",
+                    r + 2,
+                    columns[c]
+                );
             }
             data.push(v);
         }
     }
-    Ok(Csv { matrix: Matrix::new(rows.len(), cols, data)?, columns })
+    Ok(Csv {
+        matrix: Matrix::new(rows.len(), cols, data)?,
+        columns,
+    })
 }
 
 /// Reads a CSV file written by [`write_csv`] (or any header-first numeric CSV).
@@ -122,7 +140,8 @@ pub fn parse_csv(text: &str, policy: NonFinite) -> Result<Csv> {
 /// Unreadable or non-UTF-8 file, or anything [`parse_csv`] rejects; the message names
 /// the path.
 pub fn read_csv(path: &Path, policy: NonFinite) -> Result<Csv> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse_csv(&text, policy).with_context(|| format!("in {}", path.display()))
 }
 
@@ -132,7 +151,16 @@ mod tests {
 
     #[test]
     fn round_trip_is_bit_exact_through_a_file() {
-        let values = vec![0.1f32, -2.5e-8, 3.0, f32::MAX, f32::MIN_POSITIVE, 1.0 / 3.0, -0.0, 7.0];
+        let values = vec![
+            0.1f32,
+            -2.5e-8,
+            3.0,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            1.0 / 3.0,
+            -0.0,
+            7.0,
+        ];
         let m = Matrix::new(4, 2, values.clone()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pts.csv");
@@ -154,8 +182,16 @@ mod tests {
         assert_eq!(text, "hal\ninf\n1\n");
         assert_eq!(parse_csv(&text, NonFinite::Allow).unwrap().matrix, m);
         let err = format!("{:#}", parse_csv(&text, NonFinite::Reject).unwrap_err());
-        assert!(err.contains("row 0 (line 2), column 0 \"hal\": non-finite value inf"), "{err}");
-        assert!(parse_csv("a\n1\nNaN\n", NonFinite::Reject).unwrap_err().to_string().contains("row 1 (line 3)"));
+        assert!(
+            err.contains("row 0 (line 2), column 0 \"hal\": non-finite value inf"),
+            "{err}"
+        );
+        assert!(
+            parse_csv("a\n1\nNaN\n", NonFinite::Reject)
+                .unwrap_err()
+                .to_string()
+                .contains("row 1 (line 3)")
+        );
     }
 
     #[test]
@@ -173,11 +209,20 @@ mod tests {
             ("x,,z\n1,2,3\n", "column 1 has an empty name"),
             ("x,x\n1,2\n", "columns 0 and 1 are both named \"x\""),
             ("1,2\n3,4\n", "is all numbers"),
-            ("x,y\n1,2\n3\n", "row 1 (line 3): 1 fields, the header has 2"),
+            (
+                "x,y\n1,2\n3\n",
+                "row 1 (line 3): 1 fields, the header has 2",
+            ),
             ("x,y\n1,2,3\n", "row 0 (line 2): 3 fields"),
-            ("x,y\n1,abc\n", "row 0 (line 2), column 1 \"y\": \"abc\" is not a number"),
+            (
+                "x,y\n1,abc\n",
+                "row 0 (line 2), column 1 \"y\": \"abc\" is not a number",
+            ),
             ("x,y\n1,\n", "column 1 \"y\": \"\" is not a number"),
-            ("x\n1\n\n2\n", "row 1 (line 3), column 0 \"x\": \"\" is not a number"),
+            (
+                "x\n1\n\n2\n",
+                "row 1 (line 3), column 0 \"x\": \"\" is not a number",
+            ),
             ("x\n1e39\n", "non-finite value inf"),
         ];
         for (text, needle) in cases {
@@ -185,9 +230,22 @@ mod tests {
             assert!(err.contains(needle), "{text:?}: {err}");
         }
         let m = Matrix::new(1, 2, vec![1.0, 2.0]).unwrap();
-        assert!(encode_csv(&["a"], &m).unwrap_err().to_string().contains("1 column names"));
-        assert!(encode_csv(&["a", "b,c"], &m).unwrap_err().to_string().contains("comma"));
-        let err = format!("{:#}", read_csv(Path::new("/nonexistent/x.csv"), NonFinite::Reject).unwrap_err());
+        assert!(
+            encode_csv(&["a"], &m)
+                .unwrap_err()
+                .to_string()
+                .contains("1 column names")
+        );
+        assert!(
+            encode_csv(&["a", "b,c"], &m)
+                .unwrap_err()
+                .to_string()
+                .contains("comma")
+        );
+        let err = format!(
+            "{:#}",
+            read_csv(Path::new("/nonexistent/x.csv"), NonFinite::Reject).unwrap_err()
+        );
         assert!(err.contains("/nonexistent/x.csv"), "{err}");
     }
 }

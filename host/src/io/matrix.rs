@@ -37,7 +37,11 @@ impl Matrix {
     /// One column holding `values`.
     #[must_use]
     pub fn column(values: Vec<f32>) -> Self {
-        Self { rows: values.len(), cols: 1, data: values }
+        Self {
+            rows: values.len(),
+            cols: 1,
+            data: values,
+        }
     }
 
     /// Rows.
@@ -63,7 +67,9 @@ impl Matrix {
     /// Row `r` (empty if out of range).
     #[must_use]
     pub fn row(&self, r: usize) -> &[f32] {
-        self.data.get(r * self.cols..(r + 1) * self.cols).unwrap_or(&[])
+        self.data
+            .get(r * self.cols..(r + 1) * self.cols)
+            .unwrap_or(&[])
     }
 
     /// Applies `policy`: with [`NonFinite::Reject`], the first non-finite value is an
@@ -76,7 +82,12 @@ impl Matrix {
             return Ok(());
         }
         if let Some(i) = self.data.iter().position(|v| !v.is_finite()) {
-            bail!("non-finite value {} at row {}, column {}", self.data[i], i / self.cols, i % self.cols);
+            bail!(
+                "non-finite value {} at row {}, column {}",
+                self.data[i],
+                i / self.cols,
+                i % self.cols
+            );
         }
         Ok(())
     }

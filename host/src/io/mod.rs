@@ -1,4 +1,5 @@
-//! File output: every file mirage writes goes through [`atomic::write_atomic`].
+//! File input and output: every file mirage writes goes through [`atomic::write_atomic`];
+//! CSV and NPY readers validate what they read.
 
 pub mod atomic;
 pub mod csv;

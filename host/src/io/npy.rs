@@ -45,7 +45,10 @@ fn encode(shape: &str, values: &[f32]) -> Vec<u8> {
 /// Encodes a 2-D array of shape (rows, cols).
 #[must_use]
 pub fn encode_npy(matrix: &Matrix) -> Vec<u8> {
-    encode(&format!("({}, {})", matrix.rows(), matrix.cols()), matrix.data())
+    encode(
+        &format!("({}, {})", matrix.rows(), matrix.cols()),
+        matrix.data(),
+    )
 }
 
 /// Encodes a 1-D array of shape (n,).
@@ -74,7 +77,10 @@ pub fn write_npy_vector(path: &Path, values: &[f32]) -> Result<()> {
 /// top-level comma or closing brace.
 fn header_value<'a>(header: &'a str, key: &str) -> Result<&'a str> {
     let needle = format!("'{key}':");
-    let start = header.find(&needle).with_context(|| format!("header has no '{key}' entry: {header:?}"))? + needle.len();
+    let start = header
+        .find(&needle)
+        .with_context(|| format!("header has no '{key}' entry: {header:?}"))?
+        + needle.len();
     let rest = header[start..].trim_start();
     let mut depth = 0usize;
     for (i, ch) in rest.char_indices() {
@@ -97,7 +103,10 @@ fn parse_shape(text: &str) -> Result<Vec<usize>> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().with_context(|| format!("shape {text}: {s:?} is not a dimension")))
+        .map(|s| {
+            s.parse::<usize>()
+                .with_context(|| format!("shape {text}: {s:?} is not a dimension"))
+        })
         .collect()
 }
 
@@ -109,21 +118,43 @@ fn parse_shape(text: &str) -> Result<Vec<usize>> {
 /// Fortran order, a shape that is 0-D or more than 2-D, data shorter or longer than the
 /// shape says, or (with [`NonFinite::Reject`]) a non-finite value named by row and column.
 pub fn parse_npy(bytes: &[u8], policy: NonFinite) -> Result<Npy> {
-    ensure!(bytes.len() >= 10, "truncated: {} bytes, shorter than the 10-byte .npy preamble", bytes.len());
-    ensure!(bytes.starts_with(MAGIC), "not a .npy file: bad magic {:02x?}", &bytes[..6]);
+    ensure!(
+        bytes.len() >= 10,
+        "truncated: {} bytes, shorter than the 10-byte .npy preamble",
+        bytes.len()
+    );
+    ensure!(
+        bytes.starts_with(MAGIC),
+        "not a .npy file: bad magic {:02x?}",
+        &bytes[..6]
+    );
     let (major, minor) = (bytes[6], bytes[7]);
     let (header_len, header_start) = match major {
         1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
         2 | 3 => {
-            ensure!(bytes.len() >= 12, "truncated: {} bytes, shorter than the 12-byte .npy v{major} preamble", bytes.len());
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            ensure!(
+                bytes.len() >= 12,
+                "truncated: {} bytes, shorter than the 12-byte .npy v{major} preamble",
+                bytes.len()
+            );
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         _ => bail!("unsupported .npy version {major}.{minor} (expected 1.0, 2.0 or 3.0)"),
     };
     let data_start = header_start + header_len;
-    let header_bytes =
-        bytes.get(header_start..data_start).with_context(|| format!("truncated header: {header_len} bytes declared, {} present", bytes.len() - header_start))?;
-    let header = std::str::from_utf8(header_bytes).ok().filter(|h| h.is_ascii()).context("header is not ASCII text")?;
+    let header_bytes = bytes.get(header_start..data_start).with_context(|| {
+        format!(
+            "truncated header: {header_len} bytes declared, {} present",
+            bytes.len() - header_start
+        )
+    })?;
+    let header = std::str::from_utf8(header_bytes)
+        .ok()
+        .filter(|h| h.is_ascii())
+        .context("header is not ASCII text")?;
 
     let descr = header_value(header, "descr")?;
     ensure!(
@@ -141,17 +172,38 @@ pub fn parse_npy(bytes: &[u8], policy: NonFinite) -> Result<Npy> {
     let (rows, cols) = match shape[..] {
         [n] => (n, 1),
         [r, c] => (r, c),
-        _ => bail!("shape {shape:?} has {} dimensions; only 1-D and 2-D arrays are supported", shape.len()),
+        _ => bail!(
+            "shape {shape:?} has {} dimensions; only 1-D and 2-D arrays are supported",
+            shape.len()
+        ),
     };
     ensure!(cols > 0, "shape {shape:?} has no columns");
-    let count = rows.checked_mul(cols).filter(|n| n.checked_mul(4).is_some()).context("shape is too large")?;
+    let count = rows
+        .checked_mul(cols)
+        .filter(|n| n.checked_mul(4).is_some())
+        .context("shape is too large")?;
     let data = bytes.get(data_start..).unwrap_or(&[]);
-    ensure!(data.len() >= count * 4, "truncated data: shape {shape:?} needs {} bytes, {} present", count * 4, data.len());
-    ensure!(data.len() == count * 4, "{} unexpected bytes after the data of shape {shape:?}", data.len() - count * 4);
-    let values: Vec<f32> = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    ensure!(
+        data.len() >= count * 4,
+        "truncated data: shape {shape:?} needs {} bytes, {} present",
+        count * 4,
+        data.len()
+    );
+    ensure!(
+        data.len() == count * 4,
+        "{} unexpected bytes after the data of shape {shape:?}",
+        data.len() - count * 4
+    );
+    let values: Vec<f32> = data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     let matrix = Matrix::new(rows, cols, values)?;
     matrix.check_finite(policy)?;
-    Ok(Npy { ndim: shape.len(), matrix })
+    Ok(Npy {
+        ndim: shape.len(),
+        matrix,
+    })
 }
 
 /// Reads a `.npy` file.
@@ -195,14 +247,23 @@ mod tests {
         let values = vec![0.1f32, -3.5e-20, f32::MAX];
         write_npy_vector(&path, &values).unwrap();
         let bytes = std::fs::read(&path).unwrap();
-        assert_eq!((bytes.len() - 4 * values.len()) % 64, 0, "data starts on a 64-byte boundary");
+        assert_eq!(
+            (bytes.len() - 4 * values.len()) % 64,
+            0,
+            "data starts on a 64-byte boundary"
+        );
         let v = read_npy(&path, NonFinite::Reject).unwrap();
         assert_eq!(v.ndim, 1);
         assert_eq!((v.matrix.rows(), v.matrix.cols()), (3, 1));
         assert_eq!(v.matrix.data(), values.as_slice());
         // Zero rows and a big 2-D array.
         let z = Matrix::new(0, 3, vec![]).unwrap();
-        assert_eq!(parse_npy(&encode_npy(&z), NonFinite::Reject).unwrap().matrix, z);
+        assert_eq!(
+            parse_npy(&encode_npy(&z), NonFinite::Reject)
+                .unwrap()
+                .matrix,
+            z
+        );
         let big = Matrix::new(1000, 7, (0..7000).map(|i| i as f32 * 0.37).collect()).unwrap();
         let p2 = dir.path().join("big.npy");
         write_npy(&p2, &big).unwrap();
@@ -248,30 +309,96 @@ mod tests {
             (b"PK\x03\x04 not numpy at all".to_vec(), "bad magic"),
             (bad_version, "unsupported .npy version 4.0"),
             (good[..60].to_vec(), "truncated header"),
-            (good[..good.len() - 3].to_vec(), "truncated data: shape [2, 2] needs 16 bytes, 13 present"),
+            (
+                good[..good.len() - 3].to_vec(),
+                "truncated data: shape [2, 2] needs 16 bytes, 13 present",
+            ),
             ([good.clone(), vec![0; 5]].concat(), "5 unexpected bytes"),
             (nan, "non-finite value NaN at row 1, column 0"),
             (non_ascii, "not ASCII"),
-            (with_header("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", &four), "dtype '<f8' is not supported"),
-            (with_header("{'descr': '>f4', 'fortran_order': False, 'shape': (4,), }", &four), "dtype '>f4'"),
-            (with_header("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", &four), "Fortran-order"),
-            (with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1, 2), }", &four), "3 dimensions"),
-            (with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (), }", &[]), "0 dimensions"),
-            (with_header("{'descr': '<f4', 'fortran_order': False, }", &four), "no 'shape' entry"),
-            (with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2, x), }", &four), "\"x\" is not a dimension"),
-            (with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 0), }", &[]), "no columns"),
-            (with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999, 999999), }", &four), "too large"),
+            (
+                with_header(
+                    "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
+                    &four,
+                ),
+                "dtype '<f8' is not supported",
+            ),
+            (
+                with_header(
+                    "{'descr': '>f4', 'fortran_order': False, 'shape': (4,), }",
+                    &four,
+                ),
+                "dtype '>f4'",
+            ),
+            (
+                with_header(
+                    "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }",
+                    &four,
+                ),
+                "Fortran-order",
+            ),
+            (
+                with_header(
+                    "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1, 2), }",
+                    &four,
+                ),
+                "3 dimensions",
+            ),
+            (
+                with_header(
+                    "{'descr': '<f4', 'fortran_order': False, 'shape': (), }",
+                    &[],
+                ),
+                "0 dimensions",
+            ),
+            (
+                with_header("{'descr': '<f4', 'fortran_order': False, }", &four),
+                "no 'shape' entry",
+            ),
+            (
+                with_header(
+                    "{'descr': '<f4', 'fortran_order': False, 'shape': (2, x), }",
+                    &four,
+                ),
+                "\"x\" is not a dimension",
+            ),
+            (
+                with_header(
+                    "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 0), }",
+                    &[],
+                ),
+                "no columns",
+            ),
+            (
+                with_header(
+                    "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999, 999999), }",
+                    &four,
+                ),
+                "too large",
+            ),
         ];
         for (bytes, needle) in cases {
             let err = format!("{:#}", parse_npy(&bytes, NonFinite::Reject).unwrap_err());
             assert!(err.contains(needle), "{needle}: {err}");
         }
-        assert!(parse_npy(&with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }", &f32::INFINITY.to_le_bytes()), NonFinite::Allow).is_ok());
+        assert!(
+            parse_npy(
+                &with_header(
+                    "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }",
+                    &f32::INFINITY.to_le_bytes()
+                ),
+                NonFinite::Allow
+            )
+            .is_ok()
+        );
         // Every prefix of a valid file fails cleanly (no panic).
         for n in 0..good.len() {
             assert!(parse_npy(&good[..n], NonFinite::Reject).is_err());
         }
-        let err = format!("{:#}", read_npy(Path::new("/nonexistent/a.npy"), NonFinite::Reject).unwrap_err());
+        let err = format!(
+            "{:#}",
+            read_npy(Path::new("/nonexistent/a.npy"), NonFinite::Reject).unwrap_err()
+        );
         assert!(err.contains("/nonexistent/a.npy"), "{err}");
     }
 }

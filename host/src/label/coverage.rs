@@ -29,7 +29,11 @@ pub fn mode_coverage(labels: &[Label], modes: usize, min_count: usize) -> Covera
         }
     }
     let covered = per_mode.iter().filter(|&&c| c >= min_count).count();
-    Coverage { per_mode, min_count, covered }
+    Coverage {
+        per_mode,
+        min_count,
+        covered,
+    }
 }
 
 /// Index of the mean (k×`dim` row-major `means`) nearest to `x` in Euclidean distance;
@@ -37,12 +41,21 @@ pub fn mode_coverage(labels: &[Label], modes: usize, min_count: usize) -> Covera
 /// not match, or `x` is not finite.
 #[must_use]
 pub fn nearest_mode(means: &[f32], dim: usize, x: &[f32]) -> Option<usize> {
-    if dim == 0 || x.len() != dim || means.is_empty() || means.len() % dim != 0 || !x.iter().all(|v| v.is_finite()) {
+    if dim == 0
+        || x.len() != dim
+        || means.is_empty()
+        || !means.len().is_multiple_of(dim)
+        || !x.iter().all(|v| v.is_finite())
+    {
         return None;
     }
     let mut best: Option<(usize, f64)> = None;
     for (k, mu) in means.chunks_exact(dim).enumerate() {
-        let d2: f64 = x.iter().zip(mu).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum();
+        let d2: f64 = x
+            .iter()
+            .zip(mu)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum();
         if best.is_none_or(|(_, bd)| d2 < bd) {
             best = Some((k, d2));
         }

@@ -23,13 +23,26 @@ impl LineLabeller {
     /// # Errors
     /// The mixture is not 1D, or `k` is not finite and > 0.
     pub fn new(mixture: &Mixture, k: f64) -> Result<Self> {
-        ensure!(mixture.dim() == 1, "the 1D labeller needs a 1D mixture, '{}' has dimension {}", mixture.name(), mixture.dim());
-        ensure!(k.is_finite() && k > 0.0, "labeller radius k = {k} must be finite and > 0");
+        ensure!(
+            mixture.dim() == 1,
+            "the 1D labeller needs a 1D mixture, '{}' has dimension {}",
+            mixture.name(),
+            mixture.dim()
+        );
+        ensure!(
+            k.is_finite() && k > 0.0,
+            "labeller radius k = {k} must be finite and > 0"
+        );
         let means: Vec<f64> = mixture.means().iter().map(|&m| f64::from(m)).collect();
         let radii = mixture.stds().iter().map(|&s| k * f64::from(s)).collect();
         let lo = means.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Ok(Self { means, radii, lo, hi })
+        Ok(Self {
+            means,
+            radii,
+            lo,
+            hi,
+        })
     }
 
     /// Labels one value.
@@ -52,7 +65,11 @@ impl LineLabeller {
         match inside {
             Some((mode, _)) => Label::InSupport { mode },
             None => {
-                let kind = if x > self.lo && x < self.hi { Kind::Interpolation } else { Kind::Extrapolation };
+                let kind = if x > self.lo && x < self.hi {
+                    Kind::Interpolation
+                } else {
+                    Kind::Extrapolation
+                };
                 Label::Hallucination { nearest, kind }
             }
         }

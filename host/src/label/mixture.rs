@@ -23,7 +23,10 @@ impl MixtureLabeller {
     /// # Errors
     /// `k` not finite and > 0.
     pub fn new(mixture: &Mixture, k: f64) -> Result<Self> {
-        ensure!(k.is_finite() && k > 0.0, "labeller radius k = {k} must be finite and > 0");
+        ensure!(
+            k.is_finite() && k > 0.0,
+            "labeller radius k = {k} must be finite and > 0"
+        );
         Ok(Self {
             dim: mixture.dim(),
             means: mixture.means().iter().map(|&m| f64::from(m)).collect(),
@@ -43,10 +46,20 @@ impl MixtureLabeller {
     /// # Errors
     /// `x.len() != dim()`.
     pub fn label(&self, x: &[f32]) -> Result<Label> {
-        ensure!(x.len() == self.dim, "labeller of dimension {} got a point of {} values", self.dim, x.len());
+        ensure!(
+            x.len() == self.dim,
+            "labeller of dimension {} got a point of {} values",
+            self.dim,
+            x.len()
+        );
         let mut nearest = 0;
         let mut best = f64::INFINITY;
-        for (k, (mu, inv)) in self.means.chunks_exact(self.dim).zip(self.inv_stds.chunks_exact(self.dim)).enumerate() {
+        for (k, (mu, inv)) in self
+            .means
+            .chunks_exact(self.dim)
+            .zip(self.inv_stds.chunks_exact(self.dim))
+            .enumerate()
+        {
             let d2: f64 = x
                 .iter()
                 .zip(mu)
@@ -64,7 +77,10 @@ impl MixtureLabeller {
         Ok(if best <= self.k * self.k {
             Label::InSupport { mode: nearest }
         } else {
-            Label::Hallucination { nearest, kind: Kind::Other }
+            Label::Hallucination {
+                nearest,
+                kind: Kind::Other,
+            }
         })
     }
 }

@@ -93,7 +93,10 @@ impl Labeller {
     /// # Errors
     /// `k` not finite and > 0.
     pub fn for_mixture(mixture: &Mixture, k: f64) -> Result<Self> {
-        ensure!(k.is_finite() && k > 0.0, "labeller radius k = {k} must be finite and > 0");
+        ensure!(
+            k.is_finite() && k > 0.0,
+            "labeller radius k = {k} must be finite and > 0"
+        );
         Ok(match mixture.dim() {
             1 => Self::Line(LineLabeller::new(mixture, k)?),
             2 if mixture.is_isotropic() => Self::Plane(PlaneLabeller::new(mixture, k)?),
@@ -118,11 +121,19 @@ impl Labeller {
     pub fn label(&self, x: &[f32]) -> Result<Label> {
         match self {
             Self::Line(l) => {
-                ensure!(x.len() == 1, "1D labeller got a point of {} values", x.len());
+                ensure!(
+                    x.len() == 1,
+                    "1D labeller got a point of {} values",
+                    x.len()
+                );
                 Ok(l.label(x[0]))
             }
             Self::Plane(p) => {
-                ensure!(x.len() == 2, "2D labeller got a point of {} values", x.len());
+                ensure!(
+                    x.len() == 2,
+                    "2D labeller got a point of {} values",
+                    x.len()
+                );
                 Ok(p.label([x[0], x[1]]))
             }
             Self::Mixture(m) => m.label(x),
@@ -136,7 +147,7 @@ impl Labeller {
     pub fn label_all(&self, points: &[f32]) -> Result<Vec<Label>> {
         let d = self.dim();
         ensure!(
-            points.len() % d == 0,
+            points.len().is_multiple_of(d),
             "{} values do not form points of dimension {d}",
             points.len()
         );
@@ -167,7 +178,10 @@ impl Summary {
     /// Tallies `labels`.
     #[must_use]
     pub fn of(labels: &[Label]) -> Self {
-        let mut s = Self { total: labels.len(), ..Self::default() };
+        let mut s = Self {
+            total: labels.len(),
+            ..Self::default()
+        };
         for label in labels {
             if let Label::Hallucination { kind, .. } = label {
                 s.hallucinated += 1;
@@ -180,7 +194,11 @@ impl Summary {
                 }
             }
         }
-        s.rate = if s.total == 0 { 0.0 } else { s.hallucinated as f64 / s.total as f64 };
+        s.rate = if s.total == 0 {
+            0.0
+        } else {
+            s.hallucinated as f64 / s.total as f64
+        };
         s
     }
 }

@@ -43,12 +43,31 @@ impl PlaneLabeller {
     /// # Errors
     /// The mixture is not 2D or not isotropic, or `k` is not finite and > 0.
     pub fn new(mixture: &Mixture, k: f64) -> Result<Self> {
-        ensure!(mixture.dim() == 2, "the 2D labeller needs a 2D mixture, '{}' has dimension {}", mixture.name(), mixture.dim());
-        ensure!(mixture.is_isotropic(), "the 2D labeller needs an isotropic mixture; '{}' has per-axis σ", mixture.name());
-        ensure!(k.is_finite() && k > 0.0, "labeller radius k = {k} must be finite and > 0");
-        let centres: Vec<[f64; 2]> =
-            mixture.means().chunks_exact(2).map(|c| [f64::from(c[0]), f64::from(c[1])]).collect();
-        let radii = mixture.stds().chunks_exact(2).map(|s| k * f64::from(s[0])).collect();
+        ensure!(
+            mixture.dim() == 2,
+            "the 2D labeller needs a 2D mixture, '{}' has dimension {}",
+            mixture.name(),
+            mixture.dim()
+        );
+        ensure!(
+            mixture.is_isotropic(),
+            "the 2D labeller needs an isotropic mixture; '{}' has per-axis σ",
+            mixture.name()
+        );
+        ensure!(
+            k.is_finite() && k > 0.0,
+            "labeller radius k = {k} must be finite and > 0"
+        );
+        let centres: Vec<[f64; 2]> = mixture
+            .means()
+            .chunks_exact(2)
+            .map(|c| [f64::from(c[0]), f64::from(c[1])])
+            .collect();
+        let radii = mixture
+            .stds()
+            .chunks_exact(2)
+            .map(|s| k * f64::from(s[0]))
+            .collect();
         let nn: Vec<f64> = centres
             .iter()
             .enumerate()
@@ -70,7 +89,11 @@ impl PlaneLabeller {
                 }
             }
         }
-        Ok(Self { centres, radii, segments })
+        Ok(Self {
+            centres,
+            radii,
+            segments,
+        })
     }
 
     /// The nearest-neighbour pairs (a < b) whose segments define the *edge* sub-type.
@@ -100,8 +123,12 @@ impl PlaneLabeller {
             return Label::InSupport { mode };
         }
         let on_edge = self.segments.iter().any(|&(a, b)| {
-            segment_dist(x, self.centres[a], self.centres[b]) <= 0.5 * (self.radii[a] + self.radii[b])
+            segment_dist(x, self.centres[a], self.centres[b])
+                <= 0.5 * (self.radii[a] + self.radii[b])
         });
-        Label::Hallucination { nearest, kind: if on_edge { Kind::Edge } else { Kind::OffEdge } }
+        Label::Hallucination {
+            nearest,
+            kind: if on_edge { Kind::Edge } else { Kind::OffEdge },
+        }
     }
 }

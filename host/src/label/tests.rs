@@ -118,7 +118,9 @@ fn generic_labeller_agrees_with_d1_and_d2_decisions() {
         let mut disagreements = 0;
         let mut hallucinated = 0;
         for _ in 0..20_000 {
-            let x: Vec<f32> = (0..mix.dim()).map(|_| (uniform() * 6.0 - 2.0) as f32 * if mix.dim() == 2 { 0.5 } else { 1.0 }).collect();
+            let x: Vec<f32> = (0..mix.dim())
+                .map(|_| (uniform() * 6.0 - 2.0) as f32 * if mix.dim() == 2 { 0.5 } else { 1.0 })
+                .collect();
             let a = generic.label(&x).unwrap();
             let b = specific.label(&x).unwrap();
             hallucinated += usize::from(b.is_hallucination());
@@ -127,13 +129,23 @@ fn generic_labeller_agrees_with_d1_and_d2_decisions() {
             }
         }
         assert_eq!(disagreements, 0, "{named}");
-        assert!(hallucinated > 1000 && hallucinated < 20_000, "{named}: {hallucinated}");
+        assert!(
+            hallucinated > 1000 && hallucinated < 20_000,
+            "{named}: {hallucinated}"
+        );
     }
 }
 
 #[test]
 fn generic_labeller_uses_per_axis_sigma() {
-    let mix = Mixture::new("aniso", 2, &[0.0, 0.0, 1.0, 0.0], &[0.1, 0.2, 0.1, 0.1], &[1.0, 1.0]).unwrap();
+    let mix = Mixture::new(
+        "aniso",
+        2,
+        &[0.0, 0.0, 1.0, 0.0],
+        &[0.1, 0.2, 0.1, 0.1],
+        &[1.0, 1.0],
+    )
+    .unwrap();
     let l = Labeller::for_mixture(&mix, 3.0).unwrap();
     assert!(matches!(l, Labeller::Mixture(_)));
     let table: &[([f32; 2], Label)] = &[
@@ -154,9 +166,27 @@ fn generic_labeller_uses_per_axis_sigma() {
 
 #[test]
 fn summary_and_coverage_count_labels() {
-    let labels = [ins(0), ins(0), ins(2), hal(1, Kind::Interpolation), hal(0, Kind::Extrapolation), hal(2, Kind::Edge), ins(7)];
+    let labels = [
+        ins(0),
+        ins(0),
+        ins(2),
+        hal(1, Kind::Interpolation),
+        hal(0, Kind::Extrapolation),
+        hal(2, Kind::Edge),
+        ins(7),
+    ];
     let s = Summary::of(&labels);
-    assert_eq!((s.total, s.hallucinated, s.interpolation, s.extrapolation, s.edge, s.off_edge), (7, 3, 1, 1, 1, 0));
+    assert_eq!(
+        (
+            s.total,
+            s.hallucinated,
+            s.interpolation,
+            s.extrapolation,
+            s.edge,
+            s.off_edge
+        ),
+        (7, 3, 1, 1, 1, 0)
+    );
     assert!((s.rate - 3.0 / 7.0).abs() < 1e-15);
     let c = mode_coverage(&labels, 3, 1);
     assert_eq!(c.per_mode, vec![2, 0, 1]);

@@ -31,7 +31,12 @@ pub struct D5Config {
 
 impl D5Config {
     /// 96% kept, ≥ 100 test hallucinations, pass at TPR ≥ 0.95 and TNR ≥ 0.955.
-    pub const PAPER: Self = Self { keep_percent: 96, min_test_hallucinations: 100, pass_tpr: 0.95, pass_tnr: 0.955 };
+    pub const PAPER: Self = Self {
+        keep_percent: 96,
+        min_test_hallucinations: 100,
+        pass_tpr: 0.95,
+        pass_tnr: 0.955,
+    };
 }
 
 impl Default for D5Config {
@@ -103,9 +108,15 @@ fn ratio(num: usize, den: usize) -> Option<f64> {
 /// # Errors
 /// No scores, a NaN score, or `keep_percent` outside 1..=100.
 pub fn d5_threshold(in_support_scores: &[f32], keep_percent: u32) -> Result<(f32, usize)> {
-    ensure!((1..=100).contains(&keep_percent), "keep percentage {keep_percent} must be in 1..=100");
+    ensure!(
+        (1..=100).contains(&keep_percent),
+        "keep percentage {keep_percent} must be in 1..=100"
+    );
     let n = in_support_scores.len();
-    ensure!(n > 0, "no in-support calibration samples to set the threshold from");
+    ensure!(
+        n > 0,
+        "no in-support calibration samples to set the threshold from"
+    );
     let rank = (n * keep_percent as usize).div_ceil(100);
     Ok((kth_smallest(in_support_scores, rank)?, rank))
 }
@@ -119,8 +130,13 @@ pub fn score_d5(scores: &[f32], hallucinated: &[bool], config: &D5Config) -> Res
     if !(config.pass_tpr.is_finite() && config.pass_tnr.is_finite()) {
         bail!("D5 pass levels must be finite");
     }
-    let calibration_in: Vec<f32> =
-        scores.iter().zip(hallucinated).step_by(2).filter(|(_, h)| !**h).map(|(s, _)| *s).collect();
+    let calibration_in: Vec<f32> = scores
+        .iter()
+        .zip(hallucinated)
+        .step_by(2)
+        .filter(|(_, h)| !**h)
+        .map(|(s, _)| *s)
+        .collect();
     let calibration_hallucinated = hallucinated.iter().step_by(2).filter(|h| **h).count();
     let (tau, threshold_rank) = d5_threshold(&calibration_in, config.keep_percent)?;
     let flagged = |s: f32| s > tau || !s.is_finite();
@@ -144,7 +160,8 @@ pub fn score_d5(scores: &[f32], hallucinated: &[bool], config: &D5Config) -> Res
     let tnr = ratio(test_in - fp, test_in);
     let verdict = if test_hallucinated < config.min_test_hallucinations {
         Verdict::Inconclusive
-    } else if tpr.is_some_and(|r| r >= config.pass_tpr) && tnr.is_some_and(|r| r >= config.pass_tnr) {
+    } else if tpr.is_some_and(|r| r >= config.pass_tpr) && tnr.is_some_and(|r| r >= config.pass_tnr)
+    {
         Verdict::Pass
     } else {
         Verdict::Fail
@@ -164,9 +181,21 @@ pub fn score_d5(scores: &[f32], hallucinated: &[bool], config: &D5Config) -> Res
         tpr,
         precision: ratio(tp, tp + fp),
         base_rate: ratio(test_hallucinated, test_labels.len()),
-        auroc: if both { Some(auroc(&test_scores, &test_labels)?) } else { None },
-        auprc: if test_hallucinated > 0 { Some(auprc(&test_scores, &test_labels)?) } else { None },
-        roc: if both { Some(roc_curve(&test_scores, &test_labels)?.thinned(REPORT_ROC_POINTS)) } else { None },
+        auroc: if both {
+            Some(auroc(&test_scores, &test_labels)?)
+        } else {
+            None
+        },
+        auprc: if test_hallucinated > 0 {
+            Some(auprc(&test_scores, &test_labels)?)
+        } else {
+            None
+        },
+        roc: if both {
+            Some(roc_curve(&test_scores, &test_labels)?.thinned(REPORT_ROC_POINTS))
+        } else {
+            None
+        },
         verdict,
     })
 }

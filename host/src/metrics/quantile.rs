@@ -37,7 +37,10 @@ pub fn quantiles(values: &[f32], qs: &[f64]) -> Result<Vec<f64>> {
     let mut sorted: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
     sorted.sort_by(f64::total_cmp);
     qs.iter()
-        .map(|&q| quantile_sorted(&sorted, q).ok_or_else(|| anyhow::anyhow!("quantile level {q} is not in [0, 1]")))
+        .map(|&q| {
+            quantile_sorted(&sorted, q)
+                .ok_or_else(|| anyhow::anyhow!("quantile level {q} is not in [0, 1]"))
+        })
         .collect()
 }
 
@@ -46,7 +49,11 @@ pub fn quantiles(values: &[f32], qs: &[f64]) -> Result<Vec<f64>> {
 /// # Errors
 /// k = 0 or k > len, or a NaN value.
 pub fn kth_smallest(values: &[f32], k: usize) -> Result<f32> {
-    ensure!(k >= 1 && k <= values.len(), "rank {k} is outside 1..={}", values.len());
+    ensure!(
+        k >= 1 && k <= values.len(),
+        "rank {k} is outside 1..={}",
+        values.len()
+    );
     if let Some(i) = values.iter().position(|v| v.is_nan()) {
         bail!("value {i} is NaN");
     }

@@ -50,7 +50,10 @@ impl RocCurve {
     /// Trapezoidal area under the curve (equals [`auroc`] for the full curve).
     #[must_use]
     pub fn area(&self) -> f64 {
-        self.points.windows(2).map(|w| (w[1].fpr - w[0].fpr) * (w[1].tpr + w[0].tpr) * 0.5).sum()
+        self.points
+            .windows(2)
+            .map(|w| (w[1].fpr - w[0].fpr) * (w[1].tpr + w[0].tpr) * 0.5)
+            .sum()
     }
 }
 
@@ -63,17 +66,28 @@ pub fn roc_curve(scores: &[f32], positive: &[bool]) -> Result<RocCurve> {
     let groups = tie_groups(scores, positive);
     let n_pos: u64 = groups.iter().map(|g| g.0).sum();
     let n_neg: u64 = groups.iter().map(|g| g.1).sum();
-    ensure!(n_pos > 0 && n_neg > 0, "ROC needs both classes: {n_pos} hallucinated, {n_neg} in-support");
+    ensure!(
+        n_pos > 0 && n_neg > 0,
+        "ROC needs both classes: {n_pos} hallucinated, {n_neg} in-support"
+    );
     let mut points = Vec::with_capacity(groups.len() + 1);
     let (mut tp, mut fp) = (0u64, 0u64);
     for &(p, n, s) in &groups {
         // Flag iff score > s: everything in earlier (higher) groups.
-        points.push(RocPoint { threshold: saturate(s), fpr: fp as f64 / n_neg as f64, tpr: tp as f64 / n_pos as f64 });
+        points.push(RocPoint {
+            threshold: saturate(s),
+            fpr: fp as f64 / n_neg as f64,
+            tpr: tp as f64 / n_pos as f64,
+        });
         tp += p;
         fp += n;
     }
     // Endpoint: everything flagged; the threshold sits below every finite score.
-    points.push(RocPoint { threshold: -f32::MAX, fpr: 1.0, tpr: 1.0 });
+    points.push(RocPoint {
+        threshold: -f32::MAX,
+        fpr: 1.0,
+        tpr: 1.0,
+    });
     Ok(RocCurve { points })
 }
 
@@ -86,7 +100,10 @@ pub fn auroc(scores: &[f32], positive: &[bool]) -> Result<f64> {
     let groups = tie_groups(scores, positive);
     let n_pos: u64 = groups.iter().map(|g| g.0).sum();
     let n_neg: u64 = groups.iter().map(|g| g.1).sum();
-    ensure!(n_pos > 0 && n_neg > 0, "AUROC needs both classes: {n_pos} hallucinated, {n_neg} in-support");
+    ensure!(
+        n_pos > 0 && n_neg > 0,
+        "AUROC needs both classes: {n_pos} hallucinated, {n_neg} in-support"
+    );
     // Twice U: each positive beats every negative in lower groups (2) and ties its own (1).
     let mut neg_below: u64 = n_neg;
     let mut twice_u: u128 = 0;

@@ -31,7 +31,11 @@ fn brute_ap(scores: &[f32], positive: &[bool]) -> f64 {
     for (i, &si) in scores.iter().enumerate() {
         if positive[i] {
             let flagged = scores.iter().filter(|&&s| s >= si).count() as f64;
-            let tp = scores.iter().zip(positive).filter(|&(&s, &p)| p && s >= si).count() as f64;
+            let tp = scores
+                .iter()
+                .zip(positive)
+                .filter(|&(&s, &p)| p && s >= si)
+                .count() as f64;
             ap += tp / flagged / n_pos;
         }
     }
@@ -43,9 +47,10 @@ fn random_case(seed: u64, n: usize, levels: u64) -> (Vec<f32>, Vec<bool>) {
     let mut scores = Vec::with_capacity(n);
     let mut labels = Vec::with_capacity(n);
     for _ in 0..n {
-        let pos = xorshift(&mut st) % 3 == 0;
+        let pos = xorshift(&mut st).is_multiple_of(3);
         // Heavily tied scores, shifted up for positives so AUROC is far from ½.
-        let level = (xorshift(&mut st) % levels) as f32 + if pos { levels as f32 * 0.3 } else { 0.0 };
+        let level =
+            (xorshift(&mut st) % levels) as f32 + if pos { levels as f32 * 0.3 } else { 0.0 };
         let s = match xorshift(&mut st) % 50 {
             0 => f32::INFINITY,
             1 => f32::NEG_INFINITY,
@@ -66,26 +71,52 @@ fn auroc_matches_brute_force_pair_count_with_ties() {
         assert!((fast - slow).abs() < 1e-12, "seed {seed}: {fast} vs {slow}");
         // The trapezoid under the ROC curve is the same number by another path.
         let curve = roc_curve(&scores, &labels).unwrap();
-        assert!((curve.area() - slow).abs() < 1e-12, "seed {seed}: area {}", curve.area());
+        assert!(
+            (curve.area() - slow).abs() < 1e-12,
+            "seed {seed}: area {}",
+            curve.area()
+        );
         let first = curve.points.first().unwrap();
         let last = curve.points.last().unwrap();
-        assert_eq!((first.fpr, first.tpr, last.fpr, last.tpr), (0.0, 0.0, 1.0, 1.0));
-        assert!(curve.points.windows(2).all(|w| w[0].fpr <= w[1].fpr && w[0].tpr <= w[1].tpr));
+        assert_eq!(
+            (first.fpr, first.tpr, last.fpr, last.tpr),
+            (0.0, 0.0, 1.0, 1.0)
+        );
+        assert!(
+            curve
+                .points
+                .windows(2)
+                .all(|w| w[0].fpr <= w[1].fpr && w[0].tpr <= w[1].tpr)
+        );
         let thin = curve.thinned(9);
         assert!(thin.points.len() <= 9);
         assert_eq!(thin.points.first(), curve.points.first());
         assert_eq!(thin.points.last(), curve.points.last());
     }
     // All tied: ½.
-    assert_eq!(auroc(&[1.0; 6], &[true, false, true, false, false, true]).unwrap(), 0.5);
+    assert_eq!(
+        auroc(&[1.0; 6], &[true, false, true, false, false, true]).unwrap(),
+        0.5
+    );
     // Perfect and reversed.
-    assert_eq!(auroc(&[3.0, 2.0, 1.0, 0.0], &[true, true, false, false]).unwrap(), 1.0);
-    assert_eq!(auroc(&[3.0, 2.0, 1.0, 0.0], &[false, false, true, true]).unwrap(), 0.0);
+    assert_eq!(
+        auroc(&[3.0, 2.0, 1.0, 0.0], &[true, true, false, false]).unwrap(),
+        1.0
+    );
+    assert_eq!(
+        auroc(&[3.0, 2.0, 1.0, 0.0], &[false, false, true, true]).unwrap(),
+        0.0
+    );
 }
 
 #[test]
 fn auprc_matches_per_positive_precision_average() {
-    assert!((auprc(&[0.9, 0.8, 0.7, 0.6], &[true, false, true, false]).unwrap() - (0.5 + 0.5 * 2.0 / 3.0)).abs() < 1e-15);
+    assert!(
+        (auprc(&[0.9, 0.8, 0.7, 0.6], &[true, false, true, false]).unwrap()
+            - (0.5 + 0.5 * 2.0 / 3.0))
+            .abs()
+            < 1e-15
+    );
     for (seed, n, levels) in [(5u64, 300, 7u64), (6, 400, 1000)] {
         let (scores, labels) = random_case(seed, n, levels);
         let fast = auprc(&scores, &labels).unwrap();
@@ -96,9 +127,16 @@ fn auprc_matches_per_positive_precision_average() {
 
 #[test]
 fn metric_input_errors() {
-    assert!(format!("{:#}", auroc(&[1.0, f32::NAN], &[true, false]).unwrap_err()).contains("sample 1 is NaN"));
-    assert!(format!("{:#}", auroc(&[1.0, 2.0], &[true]).unwrap_err()).contains("2 scores but 1 labels"));
-    assert!(format!("{:#}", auroc(&[1.0, 2.0], &[true, true]).unwrap_err()).contains("both classes"));
+    assert!(
+        format!("{:#}", auroc(&[1.0, f32::NAN], &[true, false]).unwrap_err())
+            .contains("sample 1 is NaN")
+    );
+    assert!(
+        format!("{:#}", auroc(&[1.0, 2.0], &[true]).unwrap_err()).contains("2 scores but 1 labels")
+    );
+    assert!(
+        format!("{:#}", auroc(&[1.0, 2.0], &[true, true]).unwrap_err()).contains("both classes")
+    );
     assert!(roc_curve(&[1.0], &[false]).is_err());
     assert!(auprc(&[1.0], &[false]).is_err());
 }
@@ -109,7 +147,10 @@ fn quantiles_interpolate_like_numpy() {
     assert_eq!(q, vec![1.0, 1.75, 2.5, 4.0]);
     let ten: Vec<f32> = (1..=10).map(|v| v as f32).collect();
     assert!((quantiles(&ten, &[0.9]).unwrap()[0] - 9.1).abs() < 1e-12);
-    assert_eq!(quantiles(&[1.0, f32::INFINITY], &[0.5]).unwrap()[0], f64::INFINITY);
+    assert_eq!(
+        quantiles(&[1.0, f32::INFINITY], &[0.5]).unwrap()[0],
+        f64::INFINITY
+    );
     assert!(quantiles(&[], &[0.5]).is_err());
     assert!(quantiles(&[1.0, f32::NAN], &[0.5]).is_err());
     assert!(quantiles(&[1.0], &[1.5]).is_err());
@@ -167,9 +208,20 @@ fn d5_case() -> (Vec<f32>, Vec<bool>) {
 fn d5_scores_a_synthetic_case_with_known_answer() {
     let (scores, labels) = d5_case();
     let r = score_d5(&scores, &labels, &D5Config::PAPER).unwrap();
-    assert_eq!((r.n, r.calibration_in, r.calibration_hallucinated), (2000, 800, 200));
+    assert_eq!(
+        (r.n, r.calibration_in, r.calibration_hallucinated),
+        (2000, 800, 200)
+    );
     assert_eq!((r.threshold, r.threshold_rank), (768.0, 768));
-    assert_eq!((r.test_in, r.test_hallucinated, r.true_positives, r.false_positives), (800, 200, 190, 32));
+    assert_eq!(
+        (
+            r.test_in,
+            r.test_hallucinated,
+            r.true_positives,
+            r.false_positives
+        ),
+        (800, 200, 190, 32)
+    );
     assert_eq!(r.tnr, Some(0.96));
     assert_eq!(r.tpr, Some(0.95));
     assert_eq!(r.precision, Some(190.0 / 222.0));
@@ -183,10 +235,22 @@ fn d5_scores_a_synthetic_case_with_known_answer() {
     let back: D5Report = serde_json::from_str(&json).unwrap();
     assert_eq!(back, r);
 
-    let strict = D5Config { pass_tpr: 0.951, ..D5Config::PAPER };
-    assert_eq!(score_d5(&scores, &labels, &strict).unwrap().verdict, Verdict::Fail);
-    let more = D5Config { min_test_hallucinations: 201, ..D5Config::PAPER };
-    assert_eq!(score_d5(&scores, &labels, &more).unwrap().verdict, Verdict::Inconclusive);
+    let strict = D5Config {
+        pass_tpr: 0.951,
+        ..D5Config::PAPER
+    };
+    assert_eq!(
+        score_d5(&scores, &labels, &strict).unwrap().verdict,
+        Verdict::Fail
+    );
+    let more = D5Config {
+        min_test_hallucinations: 201,
+        ..D5Config::PAPER
+    };
+    assert_eq!(
+        score_d5(&scores, &labels, &more).unwrap().verdict,
+        Verdict::Inconclusive
+    );
 }
 
 #[test]
@@ -195,10 +259,18 @@ fn d5_edge_cases() {
     assert!(score_d5(&[1.0, 2.0], &[true, false], &D5Config::PAPER).is_err());
     // No test hallucinations: inconclusive, rates that need them are None.
     let r = score_d5(&[1.0, 2.0, 3.0, 4.0], &[false; 4], &D5Config::PAPER).unwrap();
-    assert_eq!((r.tpr, r.auroc, r.auprc, r.verdict), (None, None, None, Verdict::Inconclusive));
+    assert_eq!(
+        (r.tpr, r.auroc, r.auprc, r.verdict),
+        (None, None, None, Verdict::Inconclusive)
+    );
     assert_eq!(r.tnr, Some(0.5));
     // +∞ in-support calibration scores saturate τ; +∞ test scores are still flagged.
-    let r = score_d5(&[f32::INFINITY, f32::INFINITY, 1.0, 2.0], &[false, true, false, false], &D5Config::PAPER).unwrap();
+    let r = score_d5(
+        &[f32::INFINITY, f32::INFINITY, 1.0, 2.0],
+        &[false, true, false, false],
+        &D5Config::PAPER,
+    )
+    .unwrap();
     assert_eq!(r.threshold, f32::MAX);
     assert_eq!(r.true_positives, 1);
     assert!(serde_json::to_string(&r).is_ok());

@@ -10,7 +10,12 @@ use super::{Figure, builder, finite_range, plot_err, render};
 
 /// Counts of `values` in `bins` equal bins over [lo, hi]; values outside are dropped,
 /// hi falls in the last bin.
-pub(super) fn bin_counts(values: impl Iterator<Item = f64>, lo: f64, hi: f64, bins: usize) -> Vec<u64> {
+pub(super) fn bin_counts(
+    values: impl Iterator<Item = f64>,
+    lo: f64,
+    hi: f64,
+    bins: usize,
+) -> Vec<u64> {
     let mut counts = vec![0u64; bins];
     let width = (hi - lo) / bins as f64;
     for v in values {
@@ -41,20 +46,33 @@ impl Figure for Histogram<'_> {
             .map_err(plot_err)?;
         let mut mesh = chart.configure_mesh();
         if text {
-            mesh.y_desc("count").y_label_formatter(&|v| format!("{v:.0}"));
+            mesh.y_desc("count")
+                .y_label_formatter(&|v| format!("{v:.0}"));
         } else {
             mesh.x_labels(0).y_labels(0);
         }
         mesh.draw().map_err(plot_err)?;
         let width = (hi - lo) / bins as f64;
         chart
-            .draw_series(counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(b, &c)| {
-                let x0 = lo + b as f64 * width;
-                Rectangle::new([(x0, 0.5), (x0 + width, c as f64)], BLUE.mix(0.6).filled())
-            }))
+            .draw_series(
+                counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c > 0)
+                    .map(|(b, &c)| {
+                        let x0 = lo + b as f64 * width;
+                        Rectangle::new([(x0, 0.5), (x0 + width, c as f64)], BLUE.mix(0.6).filled())
+                    }),
+            )
             .map_err(plot_err)?;
-        for &m in self.marks.iter().filter(|m| m.is_finite() && **m >= lo && **m <= hi) {
-            chart.draw_series(LineSeries::new([(m, 0.5), (m, top)], RED.stroke_width(1))).map_err(plot_err)?;
+        for &m in self
+            .marks
+            .iter()
+            .filter(|m| m.is_finite() && **m >= lo && **m <= hi)
+        {
+            chart
+                .draw_series(LineSeries::new([(m, 0.5), (m, top)], RED.stroke_width(1)))
+                .map_err(plot_err)?;
         }
         Ok(())
     }
@@ -65,6 +83,20 @@ impl Figure for Histogram<'_> {
 ///
 /// # Errors
 /// The file cannot be drawn or written.
-pub fn histogram_log_y(path: &Path, values: &[f32], bins: usize, marks: &[f64], title: &str) -> Result<()> {
-    render(&Histogram { values, bins, marks, title }, path)
+pub fn histogram_log_y(
+    path: &Path,
+    values: &[f32],
+    bins: usize,
+    marks: &[f64],
+    title: &str,
+) -> Result<()> {
+    render(
+        &Histogram {
+            values,
+            bins,
+            marks,
+            title,
+        },
+        path,
+    )
 }

@@ -47,9 +47,17 @@ impl Figure for Lines<'_> {
             let (lo, hi) = kept
                 .iter()
                 .flatten()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
-            let (lo, hi) = if lo > hi { (0.1, 10.0) } else { (lo / 2.0, hi * 2.0) };
-            let mut chart = b.build_cartesian_2d(x.0..x.1, (lo..hi).log_scale()).map_err(plot_err)?;
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+                    (lo.min(p.1), hi.max(p.1))
+                });
+            let (lo, hi) = if lo > hi {
+                (0.1, 10.0)
+            } else {
+                (lo / 2.0, hi * 2.0)
+            };
+            let mut chart = b
+                .build_cartesian_2d(x.0..x.1, (lo..hi).log_scale())
+                .map_err(plot_err)?;
             draw_lines(&mut chart, self, &kept, text)
         } else {
             let y = finite_range(kept.iter().flatten().map(|p| p.1));
@@ -77,14 +85,25 @@ where
     mesh.draw().map_err(plot_err)?;
     for (i, (s, pts)) in fig.series.iter().zip(kept).enumerate() {
         let colour = Palette99::pick(i).to_rgba();
-        let series = chart.draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2))).map_err(plot_err)?;
+        let series = chart
+            .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
+            .map_err(plot_err)?;
         if text {
-            series.label(s.name.as_str()).legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+            series.label(s.name.as_str()).legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
         }
-        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, colour.filled()))).map_err(plot_err)?;
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+            .map_err(plot_err)?;
     }
     if text && !fig.series.is_empty() {
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(plot_err)?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err)?;
     }
     Ok(())
 }
@@ -93,6 +112,22 @@ where
 ///
 /// # Errors
 /// The file cannot be drawn or written.
-pub fn line_plot(path: &Path, series: &[Series], x_label: &str, y_label: &str, log_y: bool, title: &str) -> Result<()> {
-    render(&Lines { series, x_label, y_label, log_y, title }, path)
+pub fn line_plot(
+    path: &Path,
+    series: &[Series],
+    x_label: &str,
+    y_label: &str,
+    log_y: bool,
+    title: &str,
+) -> Result<()> {
+    render(
+        &Lines {
+            series,
+            x_label,
+            y_label,
+            log_y,
+            title,
+        },
+        path,
+    )
 }

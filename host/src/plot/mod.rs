@@ -60,16 +60,25 @@ fn render_once<F: Figure>(figure: &F, path: &Path, svg: bool, text: bool) -> Res
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
-    let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(".{}.{}.tmp.png", name.to_string_lossy(), std::process::id()));
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp.png",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| -> Result<()> {
         {
             let root = BitMapBackend::new(&tmp, SIZE).into_drawing_area();
             figure.draw(&root, text)?;
             root.present().map_err(plot_err)?;
         }
-        File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", tmp.display()))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("cannot sync {}", tmp.display()))?;
         fs::rename(&tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))
     })();
     if result.is_err() {
@@ -87,7 +96,9 @@ fn render_guarded<F: Figure>(figure: &F, path: &Path, svg: bool, text: bool) -> 
 
 /// Writes `figure` to `path` (`.svg` → SVG, anything else → PNG).
 fn render<F: Figure>(figure: &F, path: &Path) -> Result<()> {
-    let svg = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+    let svg = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
     match render_guarded(figure, path, svg, true) {
         Ok(()) => Ok(()),
         Err(first) => match render_guarded(figure, path, svg, false) {
@@ -109,7 +120,9 @@ fn builder<'a, 'b, DB: DrawingBackend>(
     let mut b = ChartBuilder::on(root);
     b.margin(12);
     if text {
-        b.caption(title, CAPTION).x_label_area_size(40).y_label_area_size(64);
+        b.caption(title, CAPTION)
+            .x_label_area_size(40)
+            .y_label_area_size(64);
     }
     b
 }
@@ -118,11 +131,17 @@ fn builder<'a, 'b, DB: DrawingBackend>(
 fn finite_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
     if lo > hi {
         return (0.0, 1.0);
     }
-    let pad = if hi > lo { 0.04 * (hi - lo) } else { 0.5f64.max(0.1 * lo.abs()) };
+    let pad = if hi > lo {
+        0.04 * (hi - lo)
+    } else {
+        0.5f64.max(0.1 * lo.abs())
+    };
     (lo - pad, hi + pad)
 }
 

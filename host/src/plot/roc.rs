@@ -18,15 +18,20 @@ struct Rocs<'a> {
 impl Figure for Rocs<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, text: bool) -> Result<()> {
         root.fill(&WHITE).map_err(plot_err)?;
-        let mut chart = builder(root, self.title, text).build_cartesian_2d(0.0f64..1.0, 0.0f64..1.0).map_err(plot_err)?;
+        let mut chart = builder(root, self.title, text)
+            .build_cartesian_2d(0.0f64..1.0, 0.0f64..1.0)
+            .map_err(plot_err)?;
         let mut mesh = chart.configure_mesh();
         if text {
-            mesh.x_desc("false-positive rate").y_desc("true-positive rate");
+            mesh.x_desc("false-positive rate")
+                .y_desc("true-positive rate");
         } else {
             mesh.x_labels(0).y_labels(0);
         }
         mesh.draw().map_err(plot_err)?;
-        chart.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3))).map_err(plot_err)?;
+        chart
+            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
+            .map_err(plot_err)?;
         for (i, (name, curve)) in self.curves.iter().enumerate() {
             let colour = Palette99::pick(i).to_rgba();
             let pts: Vec<(f64, f64)> = curve
@@ -35,11 +40,15 @@ impl Figure for Rocs<'_> {
                 .filter(|p| p.fpr.is_finite() && p.tpr.is_finite())
                 .map(|p| (p.fpr.clamp(0.0, 1.0), p.tpr.clamp(0.0, 1.0)))
                 .collect();
-            let series = chart.draw_series(LineSeries::new(pts, colour.stroke_width(2))).map_err(plot_err)?;
+            let series = chart
+                .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+                .map_err(plot_err)?;
             if text {
                 series
                     .label(format!("{name} (AUROC {:.4})", curve.area()))
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
+                    });
             }
         }
         if text && !self.curves.is_empty() {

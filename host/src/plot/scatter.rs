@@ -32,15 +32,21 @@ impl Figure for Scatter<'_> {
             .collect();
         let x = finite_range(pts.iter().chain(&ctr).map(|p| p.0));
         let y = finite_range(pts.iter().chain(&ctr).map(|p| p.1));
-        let mut chart = builder(root, self.title, text).build_cartesian_2d(x.0..x.1, y.0..y.1).map_err(plot_err)?;
+        let mut chart = builder(root, self.title, text)
+            .build_cartesian_2d(x.0..x.1, y.0..y.1)
+            .map_err(plot_err)?;
         let mut mesh = chart.configure_mesh();
         if !text {
             mesh.x_labels(0).y_labels(0);
         }
         mesh.draw().map_err(plot_err)?;
         let dot = BLUE.mix(0.35).filled();
-        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 1, dot))).map_err(plot_err)?;
-        chart.draw_series(ctr.iter().map(|&p| Cross::new(p, 6, RED.stroke_width(2)))).map_err(plot_err)?;
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 1, dot)))
+            .map_err(plot_err)?;
+        chart
+            .draw_series(ctr.iter().map(|&p| Cross::new(p, 6, RED.stroke_width(2))))
+            .map_err(plot_err)?;
         Ok(())
     }
 }
@@ -51,5 +57,12 @@ impl Figure for Scatter<'_> {
 /// # Errors
 /// The file cannot be drawn or written.
 pub fn scatter_2d(path: &Path, points: &[f32], centres: &[f32], title: &str) -> Result<()> {
-    render(&Scatter { points, centres, title }, path)
+    render(
+        &Scatter {
+            points,
+            centres,
+            title,
+        },
+        path,
+    )
 }

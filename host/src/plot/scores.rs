@@ -23,7 +23,9 @@ struct Scores<'a> {
 fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite() && *v > 0.0)
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
     if lo > hi {
         (1e-6, 1.0)
     } else if hi / lo < 1.0001 {
@@ -53,14 +55,28 @@ fn fractions(values: &[f32], lo: f64, hi: f64, bins: usize) -> Vec<f64> {
         counts[b] += 1;
         total += 1;
     }
-    counts.iter().map(|&c| if total == 0 { 0.0 } else { c as f64 / total as f64 }).collect()
+    counts
+        .iter()
+        .map(|&c| {
+            if total == 0 {
+                0.0
+            } else {
+                c as f64 / total as f64
+            }
+        })
+        .collect()
 }
 
 impl Figure for Scores<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, text: bool) -> Result<()> {
         root.fill(&WHITE).map_err(plot_err)?;
         let bins = self.bins.max(1);
-        let (lo, hi) = log_range(self.in_support.iter().chain(self.hallucinated).map(|&v| f64::from(v)));
+        let (lo, hi) = log_range(
+            self.in_support
+                .iter()
+                .chain(self.hallucinated)
+                .map(|&v| f64::from(v)),
+        );
         let a = fractions(self.in_support, lo, hi, bins);
         let b = fractions(self.hallucinated, lo, hi, bins);
         let top = a.iter().chain(&b).copied().fold(0.0f64, f64::max).max(1e-3) * 1.1;
@@ -69,7 +85,10 @@ impl Figure for Scores<'_> {
             .map_err(plot_err)?;
         let mut mesh = chart.configure_mesh();
         if text {
-            mesh.x_desc("score").y_desc("fraction of class").x_labels(8).x_label_formatter(&|v| format!("{v:.0e}"));
+            mesh.x_desc("score")
+                .y_desc("fraction of class")
+                .x_labels(8)
+                .x_label_formatter(&|v| format!("{v:.0e}"));
         } else {
             mesh.x_labels(0).y_labels(0);
         }
@@ -78,20 +97,37 @@ impl Figure for Scores<'_> {
         let classes = [("in-support", &a, BLUE), ("hallucinated", &b, RED)];
         for (name, fr, colour) in classes {
             let series = chart
-                .draw_series(fr.iter().enumerate().filter(|(_, f)| **f > 0.0).map(|(i, &f)| {
-                    let x0 = lo * ratio.powi(i as i32);
-                    Rectangle::new([(x0, 0.0), (x0 * ratio, f)], colour.mix(0.4).filled())
-                }))
+                .draw_series(
+                    fr.iter()
+                        .enumerate()
+                        .filter(|(_, f)| **f > 0.0)
+                        .map(|(i, &f)| {
+                            let x0 = lo * ratio.powi(i as i32);
+                            Rectangle::new([(x0, 0.0), (x0 * ratio, f)], colour.mix(0.4).filled())
+                        }),
+                )
                 .map_err(plot_err)?;
             if text {
-                series.label(name).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.mix(0.4).filled()));
+                series.label(name).legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.mix(0.4).filled())
+                });
             }
         }
-        if let Some(t) = self.threshold.filter(|t| t.is_finite() && *t > lo && *t < hi) {
-            chart.draw_series(LineSeries::new([(t, 0.0), (t, top)], BLACK.stroke_width(2))).map_err(plot_err)?;
+        if let Some(t) = self
+            .threshold
+            .filter(|t| t.is_finite() && *t > lo && *t < hi)
+        {
+            chart
+                .draw_series(LineSeries::new([(t, 0.0), (t, top)], BLACK.stroke_width(2)))
+                .map_err(plot_err)?;
         }
         if text {
-            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(plot_err)?;
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(plot_err)?;
         }
         Ok(())
     }
@@ -110,5 +146,14 @@ pub fn score_histograms(
     threshold: Option<f64>,
     title: &str,
 ) -> Result<()> {
-    render(&Scores { in_support, hallucinated, bins, threshold, title }, path)
+    render(
+        &Scores {
+            in_support,
+            hallucinated,
+            bins,
+            threshold,
+            title,
+        },
+        path,
+    )
 }

@@ -81,7 +81,13 @@ impl SampleOptions {
     /// Seed `seed`, K = 10, two threads, chunks of 512.
     #[must_use]
     pub fn new(seed: u64) -> Self {
-        Self { seed, first: 0, hal_window: Hal::PAPER_WINDOW, threads: 2, chunk: 512 }
+        Self {
+            seed,
+            first: 0,
+            hal_window: Hal::PAPER_WINDOW,
+            threads: 2,
+            chunk: 512,
+        }
     }
 }
 
@@ -133,17 +139,29 @@ pub fn sample_batch(
         cfg.prediction,
         den.prediction()
     );
-    ensure!(opts.chunk > 0 && opts.threads > 0, "chunk size and thread count must be at least 1");
+    ensure!(
+        opts.chunk > 0 && opts.threads > 0,
+        "chunk size and thread count must be at least 1"
+    );
     ensure!(
         (opts.first as u64) + (n as u64) <= u64::from(u32::MAX) + 1,
         "at most 2^32 samples can be indexed"
     );
     let dim = den.dim();
-    let model_t: Vec<u32> = schedule.table(Table::ModelT).iter().map(|&t| t as u32).collect();
+    let model_t: Vec<u32> = schedule
+        .table(Table::ModelT)
+        .iter()
+        .map(|&t| t as u32)
+        .collect();
     // The MLP's time branch for every step, computed once for all chunks.
     let time = match den {
         BatchDenoiser::Mlp { layout, params, .. } => {
-            ensure!(params.len() == layout.len, "parameter vector length {} ≠ {}", params.len(), layout.len);
+            ensure!(
+                params.len() == layout.len,
+                "parameter vector length {} ≠ {}",
+                params.len(),
+                layout.len
+            );
             Some(TimeBranch::compute(layout, params, &model_t))
         }
         BatchDenoiser::PerSample(_) => None,
@@ -172,8 +190,23 @@ pub fn sample_batch(
                 BatchDenoiser::PerSample(_) => None,
             },
         };
-        for (c, (xs, hs)) in sample_out.chunks_mut(chunk * dim).zip(hal_out.chunks_mut(chunk)).enumerate() {
-            run_chunk(den, schedule, cfg, &model_t, time.as_ref(), opts, first + c * chunk, xs, hs, &mut work)?;
+        for (c, (xs, hs)) in sample_out
+            .chunks_mut(chunk * dim)
+            .zip(hal_out.chunks_mut(chunk))
+            .enumerate()
+        {
+            run_chunk(
+                den,
+                schedule,
+                cfg,
+                &model_t,
+                time.as_ref(),
+                opts,
+                first + c * chunk,
+                xs,
+                hs,
+                &mut work,
+            )?;
             if let Some(p) = progress {
                 p.inc(hs.len() as u64);
             }
@@ -184,7 +217,11 @@ pub fn sample_batch(
     let results: Vec<Result<()>> = std::thread::scope(|s| {
         let mut handles = Vec::new();
         let mut first_job = None;
-        for (j, (xs, hs)) in samples.chunks_mut(per_thread * chunk * dim).zip(hal.chunks_mut(per_thread * chunk)).enumerate() {
+        for (j, (xs, hs)) in samples
+            .chunks_mut(per_thread * chunk * dim)
+            .zip(hal.chunks_mut(per_thread * chunk))
+            .enumerate()
+        {
             let first = opts.first as usize + j * per_thread * chunk;
             if j == 0 {
                 first_job = Some((xs, hs, first));
@@ -198,7 +235,10 @@ pub fn sample_batch(
             out.push(run(xs, hs, first));
         }
         for h in handles {
-            out.push(h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a sampling thread panicked"))));
+            out.push(
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a sampling thread panicked"))),
+            );
         }
         out
     });
@@ -226,7 +266,12 @@ fn run_chunk(
     let dim = den.dim();
     let rows = hal_out.len();
     let len = rows * dim;
-    let mut hal = Hal::new(opts.hal_window, dim, &mut work.hal_state[..Hal::state_len(rows, dim)]).map_err(core_err)?;
+    let mut hal = Hal::new(
+        opts.hal_window,
+        dim,
+        &mut work.hal_state[..Hal::state_len(rows, dim)],
+    )
+    .map_err(core_err)?;
     for (r, x) in work.x[..len].chunks_exact_mut(dim).enumerate() {
         fill_normals(opts.seed, STREAM_INIT, (start + r) as u32, 0, x);
     }
@@ -235,11 +280,19 @@ fn run_chunk(
         let out = &mut work.model_out[..len];
         match (den, time, work.acts.as_mut()) {
             (BatchDenoiser::Mlp { layout, params, .. }, Some(time), Some(acts)) => {
-                BatchMlp::new(layout, params).forward(x, rows, time, TimeRows::Shared(i as u32), acts, out);
+                BatchMlp::new(layout, params).forward(
+                    x,
+                    rows,
+                    time,
+                    TimeRows::Shared(i as u32),
+                    acts,
+                    out,
+                );
             }
             (BatchDenoiser::PerSample(d), _, _) => {
                 for (xs, os) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
-                    d.predict(model_t[i], xs, os, &mut work.scratch).map_err(core_err)?;
+                    d.predict(model_t[i], xs, os, &mut work.scratch)
+                        .map_err(core_err)?;
                 }
             }
             _ => bail!("internal: MLP sampling without its time branch"),
@@ -252,7 +305,17 @@ fn run_chunk(
         } else {
             &[]
         };
-        step(cfg, schedule, i, x, out, noise, &mut work.x_prev[..len], &mut work.x0_hat[..len]).map_err(core_err)?;
+        step(
+            cfg,
+            schedule,
+            i,
+            x,
+            out,
+            noise,
+            &mut work.x_prev[..len],
+            &mut work.x0_hat[..len],
+        )
+        .map_err(core_err)?;
         hal.observe(i, x, &work.x0_hat[..len]).map_err(core_err)?;
         std::mem::swap(&mut work.x, &mut work.x_prev);
     }

@@ -23,7 +23,12 @@ pub struct AdamConfig {
 
 impl AdamConfig {
     /// The paper's optimiser: lr 1e-3, β (0.9, 0.999), eps 1e-8.
-    pub const PAPER: Self = Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    pub const PAPER: Self = Self {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+    };
 }
 
 /// Adam state: first and second moments, and the number of steps taken.
@@ -43,7 +48,12 @@ impl Adam {
     /// Zeroed state for `len` parameters.
     #[must_use]
     pub fn new(config: AdamConfig, len: usize) -> Self {
-        Self { config, m: vec![0.0; len], v: vec![0.0; len], step: 0 }
+        Self {
+            config,
+            m: vec![0.0; len],
+            v: vec![0.0; len],
+            step: 0,
+        }
     }
 
     /// One update of `params` with gradient `grad`.
@@ -51,7 +61,10 @@ impl Adam {
     /// # Panics
     /// If the lengths of `params`, `grad` and the state differ.
     pub fn update(&mut self, params: &mut [f32], grad: &[f32]) {
-        assert!(params.len() == self.m.len() && grad.len() == self.m.len(), "Adam: length mismatch");
+        assert!(
+            params.len() == self.m.len() && grad.len() == self.m.len(),
+            "Adam: length mismatch"
+        );
         self.step += 1;
         let c = self.config;
         let s = i32::try_from(self.step).unwrap_or(i32::MAX);
@@ -59,7 +72,12 @@ impl Adam {
         let bc2_sqrt = (1.0 - f64::from(c.beta2).powi(s)).sqrt() as f32;
         let step_size = (f64::from(c.lr) / bc1) as f32;
         let (w1, w2) = (1.0 - c.beta1, 1.0 - c.beta2);
-        for (((p, g), m), v) in params.iter_mut().zip(grad).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
+        for (((p, g), m), v) in params
+            .iter_mut()
+            .zip(grad)
+            .zip(self.m.iter_mut())
+            .zip(self.v.iter_mut())
+        {
             *m += w1 * (g - *m);
             *v = *v * c.beta2 + w2 * g * g;
             let denom = v.sqrt() / bc2_sqrt + c.eps;
@@ -88,7 +106,11 @@ mod tests {
             let mh = m / (1.0 - 0.9f64.powi(s));
             let vh = v / (1.0 - 0.999f64.powi(s));
             t64 -= 1e-3 * mh / (vh.sqrt() + 1e-8);
-            assert!((f64::from(theta[0]) - t64).abs() < 1e-5, "step {s}: {} vs {t64}", theta[0]);
+            assert!(
+                (f64::from(theta[0]) - t64).abs() < 1e-5,
+                "step {s}: {} vs {t64}",
+                theta[0]
+            );
         }
         // The first step moves by lr exactly (m̂/√v̂ = ±1).
         assert!(t64 < 2.0 - 0.19);

@@ -65,7 +65,8 @@ impl Checkpoint {
             self.params.len() == self.m.len() && self.m.len() == self.v.len(),
             "checkpoint vectors differ in length"
         );
-        let meta = serde_json::to_vec(&self.meta).context("cannot serialise checkpoint metadata")?;
+        let meta =
+            serde_json::to_vec(&self.meta).context("cannot serialise checkpoint metadata")?;
         let mut out = Vec::with_capacity(40 + meta.len() + 12 * self.params.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -88,11 +89,19 @@ impl Checkpoint {
     /// A clear message for each problem: too short / truncated, wrong magic, unsupported
     /// version, CRC mismatch (corrupt), bad metadata, or inconsistent lengths.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        ensure!(bytes.len() >= 40, "truncated checkpoint: {} bytes, too short for the header", bytes.len());
+        ensure!(
+            bytes.len() >= 40,
+            "truncated checkpoint: {} bytes, too short for the header",
+            bytes.len()
+        );
         ensure!(&bytes[..8] == MAGIC, "not a mirage checkpoint (bad magic)");
-        let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        let u32_at =
+            |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
         let version = u32_at(8);
-        ensure!(version == VERSION, "unsupported checkpoint version {version} (this build reads {VERSION})");
+        ensure!(
+            version == VERSION,
+            "unsupported checkpoint version {version} (this build reads {VERSION})"
+        );
         let body_len = bytes.len() - 4;
         let stored = u32_at(body_len);
         let actual = crc32(&bytes[..body_len]);
@@ -102,11 +111,17 @@ impl Checkpoint {
             );
         }
         let meta_len = u32_at(12) as usize;
-        let meta_end = 16usize.checked_add(meta_len).filter(|&e| e <= body_len).context("truncated checkpoint metadata")?;
-        let meta: CheckpointMeta =
-            serde_json::from_slice(&bytes[16..meta_end]).context("checkpoint metadata is not valid")?;
+        let meta_end = 16usize
+            .checked_add(meta_len)
+            .filter(|&e| e <= body_len)
+            .context("truncated checkpoint metadata")?;
+        let meta: CheckpointMeta = serde_json::from_slice(&bytes[16..meta_end])
+            .context("checkpoint metadata is not valid")?;
         let mut o = meta_end.next_multiple_of(4);
-        ensure!(o + 16 <= body_len, "truncated checkpoint: no step/parameter count");
+        ensure!(
+            o + 16 <= body_len,
+            "truncated checkpoint: no step/parameter count"
+        );
         let u64_at = |o: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&bytes[o..o + 8]);
@@ -127,7 +142,13 @@ impl Checkpoint {
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect()
         };
-        Ok(Self { meta, step, params: read(o), m: read(o + 4 * count), v: read(o + 8 * count) })
+        Ok(Self {
+            meta,
+            step,
+            params: read(o),
+            m: read(o + 4 * count),
+            v: read(o + 8 * count),
+        })
     }
 }
 
@@ -137,7 +158,11 @@ mod tests {
 
     fn sample() -> Checkpoint {
         Checkpoint {
-            meta: CheckpointMeta { config: TrainConfig::paper(2), data_len: 7, data_crc: 0xdead_beef },
+            meta: CheckpointMeta {
+                config: TrainConfig::paper(2),
+                data_len: 7,
+                data_crc: 0xdead_beef,
+            },
             step: 42,
             params: vec![1.0, -2.5, 3.25],
             m: vec![0.1, 0.2, 0.3],
@@ -156,7 +181,10 @@ mod tests {
         let bytes = sample().encode().unwrap();
         for cut in 0..bytes.len() {
             let err = Checkpoint::decode(&bytes[..cut]).unwrap_err().to_string();
-            assert!(err.contains("truncated") || err.contains("corrupt") || err.contains("magic"), "{cut}: {err}");
+            assert!(
+                err.contains("truncated") || err.contains("corrupt") || err.contains("magic"),
+                "{cut}: {err}"
+            );
         }
         for i in (0..bytes.len()).step_by(3) {
             let mut b = bytes.clone();

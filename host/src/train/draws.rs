@@ -54,7 +54,15 @@ pub fn init_params(layout: &Layout, seed: u64) -> Vec<f32> {
 }
 
 /// The timesteps (`t`, length n) and noise (`eps`, length n·dim) of training step `step`.
-pub fn step_draws(seed: u64, step: u64, train_steps: usize, dim: usize, t: &mut Vec<u32>, eps: &mut Vec<f32>, n: usize) {
+pub fn step_draws(
+    seed: u64,
+    step: u64,
+    train_steps: usize,
+    dim: usize,
+    t: &mut Vec<u32>,
+    eps: &mut Vec<f32>,
+    n: usize,
+) {
     let mut rng = chacha_stream(seed, STREAM_STEP_BASE.wrapping_add(step));
     t.clear();
     t.extend((0..n).map(|_| below(&mut rng, train_steps) as u32));
@@ -84,7 +92,13 @@ mod tests {
 
     #[test]
     fn init_follows_xavier_bounds_and_layer_norm_identity() {
-        let layout = Layout::new(MlpShape { dim: 2, width: 16, blocks: 2, temb_dim: 8 }).unwrap();
+        let layout = Layout::new(MlpShape {
+            dim: 2,
+            width: 16,
+            blocks: 2,
+            temb_dim: 8,
+        })
+        .unwrap();
         let p = init_params(&layout, 3);
         assert_eq!(p, init_params(&layout, 3));
         for spec in layout.shape.tensors() {
@@ -98,7 +112,11 @@ mod tests {
                 assert!(v.iter().all(|x| x.abs() <= bound), "{}", spec.name);
                 // Uniform on ±b has variance b²/3.
                 let var = v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32;
-                assert!((var / (bound * bound / 3.0) - 1.0).abs() < 0.5, "{}: {var}", spec.name);
+                assert!(
+                    (var / (bound * bound / 3.0) - 1.0).abs() < 0.5,
+                    "{}: {var}",
+                    spec.name
+                );
             }
         }
     }

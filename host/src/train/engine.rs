@@ -43,7 +43,12 @@ impl GradEngine {
                 d_out: vec![0.0; TRAIN_CHUNK * d],
             })
             .collect();
-        Self { layout, workers, slots: Vec::new(), d_enc: Vec::new() }
+        Self {
+            layout,
+            workers,
+            slots: Vec::new(),
+            d_enc: Vec::new(),
+        }
     }
 
     /// Number of worker threads.
@@ -57,11 +62,21 @@ impl GradEngine {
     ///
     /// # Panics
     /// If the slice lengths disagree with `t.len()` and the layout.
-    pub fn loss_grad(&mut self, params: &[f32], x_t: &[f32], t: &[u32], eps: &[f32], grad: &mut [f32]) -> f64 {
+    pub fn loss_grad(
+        &mut self,
+        params: &[f32],
+        x_t: &[f32],
+        t: &[u32],
+        eps: &[f32],
+        grad: &mut [f32],
+    ) -> f64 {
         let layout = self.layout;
         let (d, w, _, _) = layout.dims();
         let n = t.len();
-        assert!(x_t.len() == n * d && eps.len() == n * d && grad.len() == layout.len, "loss_grad: lengths");
+        assert!(
+            x_t.len() == n * d && eps.len() == n * d && grad.len() == layout.len,
+            "loss_grad: lengths"
+        );
         let mut distinct = t.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
@@ -95,7 +110,12 @@ impl GradEngine {
             .zip(self.d_enc.chunks_mut(TRAIN_CHUNK * w))
             .zip(losses.iter_mut())
             .enumerate()
-            .map(|(c, ((slot, d_enc), loss))| Job { start: c * TRAIN_CHUNK, slot, d_enc, loss })
+            .map(|(c, ((slot, d_enc), loss))| Job {
+                start: c * TRAIN_CHUNK,
+                slot,
+                d_enc,
+                loss,
+            })
             .collect();
         let per = chunks.div_ceil(self.workers.len()).max(1);
         let run = &|worker: &mut Worker, group: &mut [Job<'_>]| {
@@ -112,7 +132,14 @@ impl GradEngine {
                     *g = scale * diff;
                 }
                 *job.loss = sum;
-                net.backward(x, rows, &worker.d_out, &mut worker.acts, job.slot, job.d_enc);
+                net.backward(
+                    x,
+                    rows,
+                    &worker.d_out,
+                    &mut worker.acts,
+                    job.slot,
+                    job.d_enc,
+                );
             }
         };
         std::thread::scope(|s| {

@@ -22,13 +22,25 @@ impl<'a> Mat<'a> {
     /// Row-major `rows × cols` view of `data` (row stride `cols`).
     #[must_use]
     pub fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self { data, rows, cols, rs: cols, cs: 1 }
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
     }
 
     /// The transpose of this view (no copy).
     #[must_use]
     pub fn t(self) -> Self {
-        Self { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
     }
 
     fn fits(&self) -> bool {
@@ -87,8 +99,8 @@ mod tests {
         for i in 0..a.rows {
             for j in 0..b.cols {
                 for p in 0..a.cols {
-                    c[i * b.cols + j] +=
-                        f64::from(a.data[i * a.rs + p * a.cs]) * f64::from(b.data[p * b.rs + j * b.cs]);
+                    c[i * b.cols + j] += f64::from(a.data[i * a.rs + p * a.cs])
+                        * f64::from(b.data[p * b.rs + j * b.cs]);
                 }
             }
         }
@@ -98,7 +110,9 @@ mod tests {
     #[test]
     fn matches_naive_product_with_transposes_and_accumulation() {
         let a: Vec<f32> = (0..7 * 5).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
-        let b: Vec<f32> = (0..5 * 3).map(|i| ((i * 13) % 7) as f32 * 0.5 - 1.0).collect();
+        let b: Vec<f32> = (0..5 * 3)
+            .map(|i| ((i * 13) % 7) as f32 * 0.5 - 1.0)
+            .collect();
         for (av, bv) in [
             (Mat::rows(&a, 7, 5), Mat::rows(&b, 5, 3)),
             (Mat::rows(&a, 5, 7).t(), Mat::rows(&b, 3, 5).t()),

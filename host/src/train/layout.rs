@@ -84,6 +84,11 @@ impl Layout {
     /// `(D, W, E, blocks)`.
     #[must_use]
     pub fn dims(&self) -> (usize, usize, usize, usize) {
-        (self.shape.dim, self.shape.width, self.shape.temb_dim, self.shape.blocks)
+        (
+            self.shape.dim,
+            self.shape.width,
+            self.shape.temb_dim,
+            self.shape.blocks,
+        )
     }
 }

@@ -77,7 +77,12 @@ impl TimeBranch {
             1.0,
             &mut enc,
         );
-        Self { count, emb, temb, enc }
+        Self {
+            count,
+            emb,
+            temb,
+            enc,
+        }
     }
 
     /// Backward of the branch: given dL/de per row (`d_enc`, `[count, W]`), adds the
@@ -241,7 +246,12 @@ fn layer_norm_backward(
     {
         let mut s1 = 0.0f32;
         let mut s2 = 0.0f32;
-        for (((d, x), g), (gg, gb)) in dyr.iter().zip(xh).zip(gamma).zip(g_gamma.iter_mut().zip(g_beta.iter_mut())) {
+        for (((d, x), g), (gg, gb)) in dyr
+            .iter()
+            .zip(xh)
+            .zip(gamma)
+            .zip(g_gamma.iter_mut().zip(g_beta.iter_mut()))
+        {
             *gg += d * x;
             *gb += d;
             let dxh = d * g;
@@ -300,19 +310,56 @@ impl<'a> BatchMlp<'a> {
     ///
     /// # Panics
     /// If `rows` exceeds the capacity of `acts` or a slice is shorter than its shape.
-    pub fn forward(&self, x: &[f32], rows: usize, time: &TimeBranch, trows: TimeRows<'_>, acts: &mut Acts, out: &mut [f32]) {
+    pub fn forward(
+        &self,
+        x: &[f32],
+        rows: usize,
+        time: &TimeBranch,
+        trows: TimeRows<'_>,
+        acts: &mut Acts,
+        out: &mut [f32],
+    ) {
         let l = self.layout;
         let (d, w, _, blocks) = l.dims();
-        assert!(rows <= acts.cap, "chunk of {rows} rows exceeds capacity {}", acts.cap);
+        assert!(
+            rows <= acts.cap,
+            "chunk of {rows} rows exceeds capacity {}",
+            acts.cap
+        );
         let rw = rows * w;
         let h = &mut acts.h[..rw];
-        gemm(1.0, Mat::rows(&x[..rows * d], rows, d), Mat::rows(self.p(l.in_w, w * d), w, d).t(), 0.0, h);
+        gemm(
+            1.0,
+            Mat::rows(&x[..rows * d], rows, d),
+            Mat::rows(self.p(l.in_w, w * d), w, d).t(),
+            0.0,
+            h,
+        );
         for b in 0..blocks {
             let (s, sr) = Acts::slot(acts.cap, w, acts.keep, b);
-            let (xhat1, a1, rstd1) = (&mut acts.xhat1[s..s + rw], &mut acts.a1[s..s + rw], &mut acts.rstd1[sr..sr + rows]);
-            layer_norm_rows(h, w, self.p(l.n1_g, w), self.p(l.n1_b, w), xhat1, rstd1, a1, true);
+            let (xhat1, a1, rstd1) = (
+                &mut acts.xhat1[s..s + rw],
+                &mut acts.a1[s..s + rw],
+                &mut acts.rstd1[sr..sr + rows],
+            );
+            layer_norm_rows(
+                h,
+                w,
+                self.p(l.n1_g, w),
+                self.p(l.n1_b, w),
+                xhat1,
+                rstd1,
+                a1,
+                true,
+            );
             let u = &mut acts.u[..rw];
-            gemm(1.0, Mat::rows(a1, rows, w), Mat::rows(self.p(l.fc1, w * w), w, w).t(), 0.0, u);
+            gemm(
+                1.0,
+                Mat::rows(a1, rows, w),
+                Mat::rows(self.p(l.fc1, w * w), w, w).t(),
+                0.0,
+                u,
+            );
             match trows {
                 TimeRows::Shared(k) => {
                     let e = &time.enc[k as usize * w..(k as usize + 1) * w];
@@ -327,17 +374,51 @@ impl<'a> BatchMlp<'a> {
                     }
                 }
             }
-            let (xhat2, a2, rstd2) = (&mut acts.xhat2[s..s + rw], &mut acts.a2[s..s + rw], &mut acts.rstd2[sr..sr + rows]);
-            layer_norm_rows(u, w, self.p(l.n2_g, w), self.p(l.n2_b, w), xhat2, rstd2, a2, true);
-            gemm(1.0, Mat::rows(a2, rows, w), Mat::rows(self.p(l.fc2, w * w), w, w).t(), 1.0, h);
+            let (xhat2, a2, rstd2) = (
+                &mut acts.xhat2[s..s + rw],
+                &mut acts.a2[s..s + rw],
+                &mut acts.rstd2[sr..sr + rows],
+            );
+            layer_norm_rows(
+                u,
+                w,
+                self.p(l.n2_g, w),
+                self.p(l.n2_b, w),
+                xhat2,
+                rstd2,
+                a2,
+                true,
+            );
+            gemm(
+                1.0,
+                Mat::rows(a2, rows, w),
+                Mat::rows(self.p(l.fc2, w * w), w, w).t(),
+                1.0,
+                h,
+            );
         }
         let (xhat_o, y_o) = (&mut acts.xhat_o[..rw], &mut acts.y_o[..rw]);
-        layer_norm_rows(h, w, self.p(l.no_g, w), self.p(l.no_b, w), xhat_o, &mut acts.rstd_o[..rows], y_o, false);
+        layer_norm_rows(
+            h,
+            w,
+            self.p(l.no_g, w),
+            self.p(l.no_b, w),
+            xhat_o,
+            &mut acts.rstd_o[..rows],
+            y_o,
+            false,
+        );
         let out = &mut out[..rows * d];
         for row in out.chunks_exact_mut(d) {
             row.copy_from_slice(self.p(l.out_b, d));
         }
-        gemm(1.0, Mat::rows(y_o, rows, w), Mat::rows(self.p(l.out_w, d * w), d, w).t(), 1.0, out);
+        gemm(
+            1.0,
+            Mat::rows(y_o, rows, w),
+            Mat::rows(self.p(l.out_w, d * w), d, w).t(),
+            1.0,
+            out,
+        );
     }
 
     /// Backward pass after [`BatchMlp::forward`] on the same `x` and `acts` (built with
@@ -347,45 +428,120 @@ impl<'a> BatchMlp<'a> {
     ///
     /// # Panics
     /// If `acts` was built without `keep`, or a slice is shorter than its shape.
-    pub fn backward(&self, x: &[f32], rows: usize, d_out: &[f32], acts: &mut Acts, grad: &mut [f32], d_enc: &mut [f32]) {
+    pub fn backward(
+        &self,
+        x: &[f32],
+        rows: usize,
+        d_out: &[f32],
+        acts: &mut Acts,
+        grad: &mut [f32],
+        d_enc: &mut [f32],
+    ) {
         let l = self.layout;
         let (d, w, _, blocks) = l.dims();
-        assert!(acts.keep, "backward needs activations saved with keep = true");
+        assert!(
+            acts.keep,
+            "backward needs activations saved with keep = true"
+        );
         let rw = rows * w;
         let d_out = &d_out[..rows * d];
         // Output layer.
-        gemm(1.0, Mat::rows(d_out, rows, d).t(), Mat::rows(&acts.y_o[..rw], rows, w), 1.0, &mut grad[l.out_w..l.out_w + d * w]);
+        gemm(
+            1.0,
+            Mat::rows(d_out, rows, d).t(),
+            Mat::rows(&acts.y_o[..rw], rows, w),
+            1.0,
+            &mut grad[l.out_w..l.out_w + d * w],
+        );
         col_sum_into(d_out, d, &mut grad[l.out_b..l.out_b + d]);
         let d_y = &mut acts.d_a[..rw];
-        gemm(1.0, Mat::rows(d_out, rows, d), Mat::rows(self.p(l.out_w, d * w), d, w), 0.0, d_y);
+        gemm(
+            1.0,
+            Mat::rows(d_out, rows, d),
+            Mat::rows(self.p(l.out_w, d * w), d, w),
+            0.0,
+            d_y,
+        );
         let d_h = &mut acts.d_h[..rw];
         {
             let (gg, gb) = two_mut(grad, l.no_g, l.no_b, w);
-            layer_norm_backward(d_y, &acts.xhat_o[..rw], &acts.rstd_o[..rows], self.p(l.no_g, w), w, gg, gb, d_h, false);
+            layer_norm_backward(
+                d_y,
+                &acts.xhat_o[..rw],
+                &acts.rstd_o[..rows],
+                self.p(l.no_g, w),
+                w,
+                gg,
+                gb,
+                d_h,
+                false,
+            );
         }
         let d_enc = &mut d_enc[..rw];
         d_enc.iter_mut().for_each(|v| *v = 0.0);
         for b in (0..blocks).rev() {
             let (s, sr) = Acts::slot(acts.cap, w, acts.keep, b);
-            let (xhat1, a1, rstd1) = (&acts.xhat1[s..s + rw], &acts.a1[s..s + rw], &acts.rstd1[sr..sr + rows]);
-            let (xhat2, a2, rstd2) = (&acts.xhat2[s..s + rw], &acts.a2[s..s + rw], &acts.rstd2[sr..sr + rows]);
+            let (xhat1, a1, rstd1) = (
+                &acts.xhat1[s..s + rw],
+                &acts.a1[s..s + rw],
+                &acts.rstd1[sr..sr + rows],
+            );
+            let (xhat2, a2, rstd2) = (
+                &acts.xhat2[s..s + rw],
+                &acts.a2[s..s + rw],
+                &acts.rstd2[sr..sr + rows],
+            );
             // h_{b+1} = h_b + W_2·a2: the residual passes d_h through unchanged.
-            gemm(1.0, Mat::rows(d_h, rows, w).t(), Mat::rows(a2, rows, w), 1.0, &mut grad[l.fc2..l.fc2 + w * w]);
+            gemm(
+                1.0,
+                Mat::rows(d_h, rows, w).t(),
+                Mat::rows(a2, rows, w),
+                1.0,
+                &mut grad[l.fc2..l.fc2 + w * w],
+            );
             let d_a = &mut acts.d_a[..rw];
-            gemm(1.0, Mat::rows(d_h, rows, w), Mat::rows(self.p(l.fc2, w * w), w, w), 0.0, d_a);
-            d_a.iter_mut().zip(a2).for_each(|(g, a)| *g *= lrelu_grad_from_out(*a));
+            gemm(
+                1.0,
+                Mat::rows(d_h, rows, w),
+                Mat::rows(self.p(l.fc2, w * w), w, w),
+                0.0,
+                d_a,
+            );
+            d_a.iter_mut()
+                .zip(a2)
+                .for_each(|(g, a)| *g *= lrelu_grad_from_out(*a));
             let d_u = &mut acts.d_u[..rw];
             {
                 let (gg, gb) = two_mut(grad, l.n2_g, l.n2_b, w);
                 layer_norm_backward(d_a, xhat2, rstd2, self.p(l.n2_g, w), w, gg, gb, d_u, false);
             }
             d_enc.iter_mut().zip(d_u.iter()).for_each(|(e, g)| *e += g);
-            gemm(1.0, Mat::rows(d_u, rows, w).t(), Mat::rows(a1, rows, w), 1.0, &mut grad[l.fc1..l.fc1 + w * w]);
-            gemm(1.0, Mat::rows(d_u, rows, w), Mat::rows(self.p(l.fc1, w * w), w, w), 0.0, d_a);
-            d_a.iter_mut().zip(a1).for_each(|(g, a)| *g *= lrelu_grad_from_out(*a));
+            gemm(
+                1.0,
+                Mat::rows(d_u, rows, w).t(),
+                Mat::rows(a1, rows, w),
+                1.0,
+                &mut grad[l.fc1..l.fc1 + w * w],
+            );
+            gemm(
+                1.0,
+                Mat::rows(d_u, rows, w),
+                Mat::rows(self.p(l.fc1, w * w), w, w),
+                0.0,
+                d_a,
+            );
+            d_a.iter_mut()
+                .zip(a1)
+                .for_each(|(g, a)| *g *= lrelu_grad_from_out(*a));
             let (gg, gb) = two_mut(grad, l.n1_g, l.n1_b, w);
             layer_norm_backward(d_a, xhat1, rstd1, self.p(l.n1_g, w), w, gg, gb, d_h, true);
         }
-        gemm(1.0, Mat::rows(d_h, rows, w).t(), Mat::rows(&x[..rows * d], rows, d), 1.0, &mut grad[l.in_w..l.in_w + w * d]);
+        gemm(
+            1.0,
+            Mat::rows(d_h, rows, w).t(),
+            Mat::rows(&x[..rows * d], rows, d),
+            1.0,
+            &mut grad[l.in_w..l.in_w + w * d],
+        );
     }
 }

@@ -84,19 +84,32 @@ impl TrainConfig {
     /// The network shape.
     #[must_use]
     pub fn shape(&self) -> MlpShape {
-        MlpShape { dim: self.dim, width: self.width, blocks: self.blocks, temb_dim: self.temb_dim }
+        MlpShape {
+            dim: self.dim,
+            width: self.width,
+            blocks: self.blocks,
+            temb_dim: self.temb_dim,
+        }
     }
 
     /// The β schedule.
     #[must_use]
     pub fn beta(&self) -> BetaSchedule<'static> {
-        BetaSchedule::Linear { start: self.beta_start, end: self.beta_end }
+        BetaSchedule::Linear {
+            start: self.beta_start,
+            end: self.beta_end,
+        }
     }
 
     /// The optimiser settings.
     #[must_use]
     pub fn adam(&self) -> AdamConfig {
-        AdamConfig { lr: self.lr, beta1: self.beta1, beta2: self.beta2, eps: self.adam_eps }
+        AdamConfig {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.adam_eps,
+        }
     }
 
     /// The full-T schedule tables (Linspace spacing, steps = T), as stored in `.mrg`.
@@ -105,8 +118,14 @@ impl TrainConfig {
     /// If the schedule is invalid.
     pub fn tables(&self) -> Result<Vec<f32>> {
         let mut tables = vec![0.0f32; table_len(self.train_steps)];
-        compute_tables(&self.beta(), self.train_steps, &Spacing::Linspace, self.train_steps, &mut tables)
-            .map_err(|e| anyhow::anyhow!("invalid schedule (T = {}): {e}", self.train_steps))?;
+        compute_tables(
+            &self.beta(),
+            self.train_steps,
+            &Spacing::Linspace,
+            self.train_steps,
+            &mut tables,
+        )
+        .map_err(|e| anyhow::anyhow!("invalid schedule (T = {}): {e}", self.train_steps))?;
         Ok(tables)
     }
 }
@@ -155,18 +174,27 @@ impl Trainer {
     pub fn new(config: TrainConfig, data: Vec<f32>, threads: usize) -> Result<Self> {
         let layout = Layout::new(config.shape())?;
         let tables = config.tables()?;
-        let sched = Schedule::from_tables(&tables, config.train_steps).map_err(|e| anyhow::anyhow!("schedule tables: {e}"))?;
+        let sched = Schedule::from_tables(&tables, config.train_steps)
+            .map_err(|e| anyhow::anyhow!("schedule tables: {e}"))?;
         let sqrt_alpha_bar = sched.table(Table::SqrtAlphaBar).to_vec();
         let sqrt_one_minus_alpha_bar = sched.table(Table::SqrtOneMinusAlphaBar).to_vec();
         ensure!(config.batch > 0, "batch size must be at least 1");
-        ensure!(data.len() % config.dim == 0, "data length {} is not a multiple of dim {}", data.len(), config.dim);
+        ensure!(
+            data.len().is_multiple_of(config.dim),
+            "data length {} is not a multiple of dim {}",
+            data.len(),
+            config.dim
+        );
         let n = data.len() / config.dim;
         ensure!(
             n >= config.batch,
             "the dataset has {n} points, fewer than one batch of {}; lower the batch size",
             config.batch
         );
-        ensure!(data.iter().all(|v| v.is_finite()), "the training data contains NaN or infinite values");
+        ensure!(
+            data.iter().all(|v| v.is_finite()),
+            "the training data contains NaN or infinite values"
+        );
         let data_crc = crc32(bytemuck::cast_slice(&data));
         let params = init_params(&layout, config.seed);
         let adam = Adam::new(config.adam(), layout.len);
@@ -194,7 +222,12 @@ impl Trainer {
     ///
     /// # Errors
     /// Corrupt checkpoint, or one written for another config or dataset.
-    pub fn resume(config: TrainConfig, data: Vec<f32>, threads: usize, checkpoint: &[u8]) -> Result<Self> {
+    pub fn resume(
+        config: TrainConfig,
+        data: Vec<f32>,
+        threads: usize,
+        checkpoint: &[u8],
+    ) -> Result<Self> {
         let ck = Checkpoint::decode(checkpoint)?;
         if ck.meta.config != config {
             bail!(
@@ -211,8 +244,16 @@ impl Trainer {
             tr.data.len() / tr.config.dim,
             tr.data_crc
         );
-        ensure!(ck.params.len() == tr.layout.len, "checkpoint holds {} parameters, the shape needs {}", ck.params.len(), tr.layout.len);
-        ensure!(ck.params.iter().all(|v| v.is_finite()), "checkpoint weights contain NaN or infinite values");
+        ensure!(
+            ck.params.len() == tr.layout.len,
+            "checkpoint holds {} parameters, the shape needs {}",
+            ck.params.len(),
+            tr.layout.len
+        );
+        ensure!(
+            ck.params.iter().all(|v| v.is_finite()),
+            "checkpoint weights contain NaN or infinite values"
+        );
         tr.params = ck.params;
         tr.adam.m = ck.m;
         tr.adam.v = ck.v;
@@ -289,18 +330,27 @@ impl Trainer {
         let epoch = s / spe;
         let k = (s % spe) as usize;
         if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            self.order = Some((epoch, epoch_order(c.seed, epoch, self.data.len() / d, c.shuffle)));
+            self.order = Some((
+                epoch,
+                epoch_order(c.seed, epoch, self.data.len() / d, c.shuffle),
+            ));
         }
         step_draws(c.seed, s, c.train_steps, d, &mut self.t, &mut self.eps, nb);
         let (sab, s1m) = (&self.sqrt_alpha_bar, &self.sqrt_one_minus_alpha_bar);
-        let order = self.order.as_ref().map_or(&[][..], |(_, o)| &o[k * nb..(k + 1) * nb]);
+        let order = self
+            .order
+            .as_ref()
+            .map_or(&[][..], |(_, o)| &o[k * nb..(k + 1) * nb]);
         self.x_t.clear();
         for ((&idx, &t), e) in order.iter().zip(&self.t).zip(self.eps.chunks_exact(d)) {
             let x0 = &self.data[idx as usize * d..(idx as usize + 1) * d];
             let (a, b) = (sab[t as usize], s1m[t as usize]);
-            self.x_t.extend(x0.iter().zip(e).map(|(x, ev)| a * x + b * ev));
+            self.x_t
+                .extend(x0.iter().zip(e).map(|(x, ev)| a * x + b * ev));
         }
-        let loss = self.engine.loss_grad(&self.params, &self.x_t, &self.t, &self.eps, &mut self.grad);
+        let loss =
+            self.engine
+                .loss_grad(&self.params, &self.x_t, &self.t, &self.eps, &mut self.grad);
         self.adam.update(&mut self.params, &self.grad);
         self.last_loss = loss;
         loss
@@ -311,24 +361,39 @@ impl Trainer {
     ///
     /// # Errors
     /// If a checkpoint cannot be written, or the loss becomes non-finite.
-    pub fn run(&mut self, until: u64, policy: Option<&CheckpointPolicy>, progress: bool) -> Result<()> {
+    pub fn run(
+        &mut self,
+        until: u64,
+        policy: Option<&CheckpointPolicy>,
+        progress: bool,
+    ) -> Result<()> {
         let start = self.step();
-        let bar = if progress { ProgressBar::new(until) } else { ProgressBar::hidden() };
+        let bar = if progress {
+            ProgressBar::new(until)
+        } else {
+            ProgressBar::hidden()
+        };
         bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  loss {msg}  ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps  {per_sec}  loss {msg}  ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_position(start);
         let t0 = Instant::now();
         while self.step() < until {
             let loss = self.train_step();
-            ensure!(loss.is_finite(), "the loss became {loss} at step {}; training diverged", self.step());
+            ensure!(
+                loss.is_finite(),
+                "the loss became {loss} at step {}; training diverged",
+                self.step()
+            );
             bar.set_position(self.step());
             bar.set_message(format!("{loss:.5}"));
-            if let Some(p) = policy {
-                if p.every > 0 && self.step() % p.every == 0 || self.step() == until {
-                    self.save_checkpoint(&p.path)?;
-                }
+            if let Some(p) = policy
+                && (p.every > 0 && self.step().is_multiple_of(p.every) || self.step() == until)
+            {
+                self.save_checkpoint(&p.path)?;
             }
         }
         bar.finish_and_clear();
@@ -349,6 +414,7 @@ impl Trainer {
     /// # Errors
     /// If the file cannot be written.
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        write_atomic(path, &self.checkpoint()?).with_context(|| format!("cannot write checkpoint {}", path.display()))
+        write_atomic(path, &self.checkpoint()?)
+            .with_context(|| format!("cannot write checkpoint {}", path.display()))
     }
 }

@@ -58,9 +58,15 @@ where
     F: Fn(&mut A, &StepView<'_>) + Sync,
 {
     cfg.validate().map_err(core_err("sampler config"))?;
-    ensure!(cfg.prediction == den.prediction(), "the sampler's prediction type differs from the model's");
+    ensure!(
+        cfg.prediction == den.prediction(),
+        "the sampler's prediction type differs from the model's"
+    );
     let dim = den.dim();
-    ensure!(dim > 0 && x.len() % dim == 0, "sample buffer is not a whole number of {dim}-d samples");
+    ensure!(
+        dim > 0 && x.len().is_multiple_of(dim),
+        "sample buffer is not a whole number of {dim}-d samples"
+    );
     let n = x.len() / dim;
     let threads = thread_count(threads).clamp(1, n.max(1));
     let per = n.div_ceil(threads).max(1);
@@ -86,7 +92,8 @@ where
                     }
                     for i in (0..schedule.steps()).rev() {
                         let coefs = schedule.coefs(i).map_err(core_err("schedule"))?;
-                        den.predict(coefs.model_t, block, &mut out, &mut scratch).map_err(core_err("denoiser"))?;
+                        den.predict(coefs.model_t, block, &mut out, &mut scratch)
+                            .map_err(core_err("denoiser"))?;
                         let noise_slice: &[f32] = if cfg.needs_noise(i) {
                             for (s, row) in noise.chunks_exact_mut(dim).enumerate().take(m) {
                                 fill_normals(seed, STREAM_STEP, (first + s) as u32, i as u32, row);
@@ -95,15 +102,38 @@ where
                         } else {
                             &[]
                         };
-                        step(cfg, schedule, i, block, &out, noise_slice, &mut x_prev, &mut x0_hat).map_err(core_err("sampler step"))?;
-                        observe(&mut acc, &StepView { i, first_sample: first, x_t: block, model_out: &out, x_prev: &x_prev, x0_hat: &x0_hat });
+                        step(
+                            cfg,
+                            schedule,
+                            i,
+                            block,
+                            &out,
+                            noise_slice,
+                            &mut x_prev,
+                            &mut x0_hat,
+                        )
+                        .map_err(core_err("sampler step"))?;
+                        observe(
+                            &mut acc,
+                            &StepView {
+                                i,
+                                first_sample: first,
+                                x_t: block,
+                                model_out: &out,
+                                x_prev: &x_prev,
+                                x0_hat: &x0_hat,
+                            },
+                        );
                         block.copy_from_slice(&x_prev);
                     }
                     Ok(acc)
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     });
     results.into_iter().collect()
 }

@@ -19,7 +19,7 @@ use super::chain::{core_err, epsilon_of, run_chain};
 use crate::analysis::paths::par_map;
 
 /// XORed into the seed for the q-noised ε of the ε-norm tool.
-pub const Q_NOISE_SALT: u64 = 0x715f_6e6f_6973_65; // "q_noise"
+pub const Q_NOISE_SALT: u64 = 0x0071_5f6e_6f69_7365; // "q_noise"
 
 /// One row per respaced step i (the state after step i is x_{i−1}).
 #[derive(Clone, Debug, serde::Serialize)]
@@ -58,16 +58,24 @@ pub fn exposure<D: Denoiser + Sync + ?Sized>(
     threads: usize,
 ) -> Result<Vec<ExposureRow>> {
     let dim = den.dim();
-    ensure!(x0.len() % dim == 0 && x0.len() / dim >= 2, "exposure needs at least two real samples of dimension {dim}");
+    ensure!(
+        x0.len().is_multiple_of(dim) && x0.len() / dim >= 2,
+        "exposure needs at least two real samples of dimension {dim}"
+    );
     let n = x0.len() / dim;
     let steps = schedule.steps();
     let top = schedule.coefs(steps - 1).map_err(core_err("schedule"))?;
     let mut x = vec![0.0f32; x0.len()];
     let mut z = vec![0.0f32; dim];
-    for (s, (row, x0_row)) in x.chunks_exact_mut(dim).zip(x0.chunks_exact(dim)).enumerate() {
+    for (s, (row, x0_row)) in x
+        .chunks_exact_mut(dim)
+        .zip(x0.chunks_exact(dim))
+        .enumerate()
+    {
         fill_normals(seed, STREAM_INIT, s as u32, 1, &mut z);
         for ((xv, &x0v), &zv) in row.iter_mut().zip(x0_row).zip(&z) {
-            *xv = (f64::from(top.sqrt_alpha_bar) * f64::from(x0v) + f64::from(top.sqrt_one_minus_alpha_bar) * f64::from(zv)) as f32;
+            *xv = (f64::from(top.sqrt_alpha_bar) * f64::from(x0v)
+                + f64::from(top.sqrt_one_minus_alpha_bar) * f64::from(zv)) as f32;
         }
     }
     let prediction = den.prediction();
@@ -79,28 +87,47 @@ pub fn exposure<D: Denoiser + Sync + ?Sized>(
         &mut x,
         false,
         threads,
-        || Sums { err: vec![0.0; steps * dim], err2: vec![0.0; steps * dim], eps_norm: vec![0.0; steps] },
+        || Sums {
+            err: vec![0.0; steps * dim],
+            err2: vec![0.0; steps * dim],
+            eps_norm: vec![0.0; steps],
+        },
         |acc, view| {
-            let Ok(c) = schedule.coefs(view.i) else { return };
-            let (a, b) = (f64::from(c.sqrt_alpha_bar), f64::from(c.sqrt_one_minus_alpha_bar));
+            let Ok(c) = schedule.coefs(view.i) else {
+                return;
+            };
+            let (a, b) = (
+                f64::from(c.sqrt_alpha_bar),
+                f64::from(c.sqrt_one_minus_alpha_bar),
+            );
             let sab_prev = f64::from(c.sqrt_alpha_bar_prev);
             let rows = view.x_prev.len() / dim;
             for s in 0..rows {
                 let x0_row = &x0[(view.first_sample + s) * dim..(view.first_sample + s + 1) * dim];
                 let mut norm2 = 0.0f64;
-                for d in 0..dim {
+                for (d, &x0v) in x0_row.iter().enumerate() {
                     let k = s * dim + d;
-                    let e = f64::from(view.x_prev[k]) - sab_prev * f64::from(x0_row[d]);
+                    let e = f64::from(view.x_prev[k]) - sab_prev * f64::from(x0v);
                     acc.err[view.i * dim + d] += e;
                     acc.err2[view.i * dim + d] += e * e;
-                    let eps = epsilon_of(prediction, a, b, f64::from(view.x_t[k]), f64::from(view.model_out[k]));
+                    let eps = epsilon_of(
+                        prediction,
+                        a,
+                        b,
+                        f64::from(view.x_t[k]),
+                        f64::from(view.model_out[k]),
+                    );
                     norm2 += eps * eps;
                 }
                 acc.eps_norm[view.i] += norm2.sqrt();
             }
         },
     )?;
-    let mut total = Sums { err: vec![0.0; steps * dim], err2: vec![0.0; steps * dim], eps_norm: vec![0.0; steps] };
+    let mut total = Sums {
+        err: vec![0.0; steps * dim],
+        err2: vec![0.0; steps * dim],
+        eps_norm: vec![0.0; steps],
+    };
     for b in blocks {
         for (t, v) in total.err.iter_mut().zip(b.err) {
             *t += v;
@@ -143,35 +170,63 @@ pub fn exposure<D: Denoiser + Sync + ?Sized>(
 ///
 /// # Errors
 /// Any core error.
-pub fn q_noised_eps_norms<D: Denoiser + Sync + ?Sized>(den: &D, schedule: &Schedule<'_>, x0: &[f32], seed: u64, threads: usize) -> Result<Vec<f64>> {
+pub fn q_noised_eps_norms<D: Denoiser + Sync + ?Sized>(
+    den: &D,
+    schedule: &Schedule<'_>,
+    x0: &[f32],
+    seed: u64,
+    threads: usize,
+) -> Result<Vec<f64>> {
     const BLOCK: usize = 1024;
     let dim = den.dim();
     let n = x0.len() / dim;
     let steps = schedule.steps();
     let prediction = den.prediction();
-    let parts = par_map(n.div_ceil(BLOCK), threads, None, |blk| -> Result<Vec<f64>> {
-        let rows = &x0[blk * BLOCK * dim..((blk + 1) * BLOCK).min(n) * dim];
-        let mut x = vec![0.0f32; rows.len()];
-        let mut out = vec![0.0f32; rows.len()];
-        let mut eps = vec![0.0f32; rows.len()];
-        let mut scratch = vec![0.0f32; den.scratch_len()];
-        let mut sums = vec![0.0; steps];
-        for (i, sum) in sums.iter_mut().enumerate() {
-            let c = schedule.coefs(i).map_err(core_err("schedule"))?;
-            let (a, b) = (f64::from(c.sqrt_alpha_bar), f64::from(c.sqrt_one_minus_alpha_bar));
-            for (s, row) in eps.chunks_exact_mut(dim).enumerate() {
-                fill_normals(seed ^ Q_NOISE_SALT, STREAM_STEP, (blk * BLOCK + s) as u32, i as u32, row);
+    let parts = par_map(
+        n.div_ceil(BLOCK),
+        threads,
+        None,
+        |blk| -> Result<Vec<f64>> {
+            let rows = &x0[blk * BLOCK * dim..((blk + 1) * BLOCK).min(n) * dim];
+            let mut x = vec![0.0f32; rows.len()];
+            let mut out = vec![0.0f32; rows.len()];
+            let mut eps = vec![0.0f32; rows.len()];
+            let mut scratch = vec![0.0f32; den.scratch_len()];
+            let mut sums = vec![0.0; steps];
+            for (i, sum) in sums.iter_mut().enumerate() {
+                let c = schedule.coefs(i).map_err(core_err("schedule"))?;
+                let (a, b) = (
+                    f64::from(c.sqrt_alpha_bar),
+                    f64::from(c.sqrt_one_minus_alpha_bar),
+                );
+                for (s, row) in eps.chunks_exact_mut(dim).enumerate() {
+                    fill_normals(
+                        seed ^ Q_NOISE_SALT,
+                        STREAM_STEP,
+                        (blk * BLOCK + s) as u32,
+                        i as u32,
+                        row,
+                    );
+                }
+                for ((xv, &x0v), &ev) in x.iter_mut().zip(rows).zip(&eps) {
+                    *xv = (a * f64::from(x0v) + b * f64::from(ev)) as f32;
+                }
+                den.predict(c.model_t, &x, &mut out, &mut scratch)
+                    .map_err(core_err("denoiser"))?;
+                for (xr, or) in x.chunks_exact(dim).zip(out.chunks_exact(dim)) {
+                    *sum += xr
+                        .iter()
+                        .zip(or)
+                        .map(|(&xv, &ov)| {
+                            epsilon_of(prediction, a, b, f64::from(xv), f64::from(ov)).powi(2)
+                        })
+                        .sum::<f64>()
+                        .sqrt();
+                }
             }
-            for ((xv, &x0v), &ev) in x.iter_mut().zip(rows).zip(&eps) {
-                *xv = (a * f64::from(x0v) + b * f64::from(ev)) as f32;
-            }
-            den.predict(c.model_t, &x, &mut out, &mut scratch).map_err(core_err("denoiser"))?;
-            for (xr, or) in x.chunks_exact(dim).zip(out.chunks_exact(dim)) {
-                *sum += xr.iter().zip(or).map(|(&xv, &ov)| epsilon_of(prediction, a, b, f64::from(xv), f64::from(ov)).powi(2)).sum::<f64>().sqrt();
-            }
-        }
-        Ok(sums)
-    });
+            Ok(sums)
+        },
+    );
     let mut total = vec![0.0; steps];
     for p in parts {
         for (t, v) in total.iter_mut().zip(p?) {
@@ -192,7 +247,14 @@ mod tests {
 
     fn tables(steps: usize) -> Vec<f32> {
         let mut data = vec![0.0f32; table_len(steps)];
-        compute_tables(&BetaSchedule::COSINE, 1000, &Spacing::Linspace, steps, &mut data).unwrap();
+        compute_tables(
+            &BetaSchedule::COSINE,
+            1000,
+            &Spacing::Linspace,
+            steps,
+            &mut data,
+        )
+        .unwrap();
         data
     }
 
@@ -209,9 +271,16 @@ mod tests {
         let (means, stds, weights) = ([0.0f32], [0.5f32], [1.0f32]);
         let den = ExactGmm::new(1, &means, &stds, &weights, sched, Prediction::Epsilon).unwrap();
         let lambda = 1.02;
-        let cfg = SamplerConfig { method: Method::Ddpm(Variance::FixedSmall), prediction: Prediction::Epsilon, clip: Clip::None, eps_scaling: EpsilonScaling::Constant(lambda as f32) };
+        let cfg = SamplerConfig {
+            method: Method::Ddpm(Variance::FixedSmall),
+            prediction: Prediction::Epsilon,
+            clip: Clip::None,
+            eps_scaling: EpsilonScaling::Constant(lambda as f32),
+        };
         let n = 20_000u32;
-        let x0: Vec<f32> = (0..n).map(|s| 0.5 * mirage_core::noise::normal(99, STREAM_INIT, s, 7, 0)).collect();
+        let x0: Vec<f32> = (0..n)
+            .map(|s| 0.5 * mirage_core::noise::normal(99, STREAM_INIT, s, 7, 0))
+            .collect();
         let rows = exposure(&den, &sched, &cfg, &x0, 3, 0).unwrap();
         assert_eq!(rows.len(), steps);
         let s64 = Respaced::even(&Betas::COSINE, 1000, steps).unwrap();
@@ -222,23 +291,40 @@ mod tests {
             let i = r.i;
             let sd_chain = (g * g * s2 + v).sqrt();
             let sd_q = (s64.alpha_bar[i] * s2 + 1.0 - s64.alpha_bar[i]).sqrt();
-            assert!((r.eps_norm_chain / r.eps_norm_q / (sd_chain / sd_q) - 1.0).abs() < 0.03, "{r:?}");
+            assert!(
+                (r.eps_norm_chain / r.eps_norm_q / (sd_chain / sd_q) - 1.0).abs() < 0.03,
+                "{r:?}"
+            );
             let gain = super::super::recursion::es_gain(&s64, i, lambda, s2);
             g *= gain;
-            v = gain * gain * v + if i > 0 { s64.posterior_variance[i] } else { 0.0 };
+            v = gain * gain * v
+                + if i > 0 {
+                    s64.posterior_variance[i]
+                } else {
+                    0.0
+                };
             let ab_prev = if i > 0 { s64.alpha_bar[i - 1] } else { 1.0 };
             let want = ((g - ab_prev.sqrt()).powi(2) * s2 + v).sqrt();
             // Sample std of n = 2·10⁴ draws: relative SE ≈ 0.5%; allow 3%.
-            assert!((r.sqrt_beta_hat / want - 1.0).abs() < 0.03, "{r:?} vs {want}");
+            assert!(
+                (r.sqrt_beta_hat / want - 1.0).abs() < 0.03,
+                "{r:?} vs {want}"
+            );
             assert!((r.sqrt_one_minus_alpha_bar_prev - (1.0 - ab_prev).sqrt()).abs() < 1e-6);
         }
         // Chains from pure noise: the final variance equals the closed-form recursion (f64).
-        let cfg1 = SamplerConfig { eps_scaling: EpsilonScaling::Off, ..cfg };
+        let cfg1 = SamplerConfig {
+            eps_scaling: EpsilonScaling::Off,
+            ..cfg
+        };
         let mut x = vec![0.0f32; n as usize];
         run_chain(&den, &sched, &cfg1, 5, &mut x, true, 0, || (), |_, _| {}).unwrap();
         let var = x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / f64::from(n);
         let target_var = es_variance_trace(&s64, 1.0, 0.25, StepVariance::FixedSmall).unwrap()[0];
-        assert!((var / target_var - 1.0).abs() < 4.0 * (2.0 / f64::from(n)).sqrt(), "{var} vs {target_var}");
+        assert!(
+            (var / target_var - 1.0).abs() < 4.0 * (2.0 / f64::from(n)).sqrt(),
+            "{var} vs {target_var}"
+        );
     }
 
     #[test]
@@ -250,12 +336,21 @@ mod tests {
         let s64 = Respaced::even(&Betas::COSINE, 1000, 100).unwrap();
         let n = 20_000usize;
         for lambda in [1.017f32, 1.05] {
-            let cfg = SamplerConfig { method: Method::Ddpm(Variance::FixedSmall), prediction: Prediction::Epsilon, clip: Clip::None, eps_scaling: EpsilonScaling::Constant(lambda) };
+            let cfg = SamplerConfig {
+                method: Method::Ddpm(Variance::FixedSmall),
+                prediction: Prediction::Epsilon,
+                clip: Clip::None,
+                eps_scaling: EpsilonScaling::Constant(lambda),
+            };
             let mut x = vec![0.0f32; n];
             run_chain(&den, &sched, &cfg, 8, &mut x, true, 0, || (), |_, _| {}).unwrap();
             let var = x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / n as f64;
-            let want = es_variance_trace(&s64, f64::from(lambda), 0.25, StepVariance::FixedSmall).unwrap()[0];
-            assert!((var / want - 1.0).abs() < 4.0 * (2.0 / n as f64).sqrt(), "λ = {lambda}: {var} vs {want}");
+            let want = es_variance_trace(&s64, f64::from(lambda), 0.25, StepVariance::FixedSmall)
+                .unwrap()[0];
+            assert!(
+                (var / want - 1.0).abs() < 4.0 * (2.0 / n as f64).sqrt(),
+                "λ = {lambda}: {var} vs {want}"
+            );
         }
     }
 
@@ -266,7 +361,12 @@ mod tests {
         let sched = Schedule::from_tables(&data, 10).unwrap();
         let (means, stds, weights) = ([-0.5f32, 0.5], [0.1f32, 0.1], [1.0f32, 1.0]);
         let den = ExactGmm::new(1, &means, &stds, &weights, sched, Prediction::Epsilon).unwrap();
-        let cfg = SamplerConfig { method: Method::Ddpm(Variance::FixedSmall), prediction: Prediction::Epsilon, clip: Clip::Symmetric(1.0), eps_scaling: EpsilonScaling::Constant(1.1) };
+        let cfg = SamplerConfig {
+            method: Method::Ddpm(Variance::FixedSmall),
+            prediction: Prediction::Epsilon,
+            clip: Clip::Symmetric(1.0),
+            eps_scaling: EpsilonScaling::Constant(1.1),
+        };
         let mut one = vec![0.0f32; 37];
         let mut two = vec![0.0f32; 37];
         run_chain(&den, &sched, &cfg, 4, &mut one, true, 1, || (), |_, _| {}).unwrap();
@@ -276,7 +376,18 @@ mod tests {
         let mut scratch = vec![0.0f32; mirage_core::trajectory_scratch_len(den.scratch_len(), 1)];
         for s in [0u32, 17, 36] {
             let (mut x, mut x0) = ([0.0f32], [0.0f32]);
-            mirage_core::sample_trajectory(&den, &sched, &cfg, 4, s, &mut x, &mut x0, &mut hal, &mut scratch).unwrap();
+            mirage_core::sample_trajectory(
+                &den,
+                &sched,
+                &cfg,
+                4,
+                s,
+                &mut x,
+                &mut x0,
+                &mut hal,
+                &mut scratch,
+            )
+            .unwrap();
             assert_eq!(x[0], one[s as usize]);
         }
     }

@@ -19,11 +19,15 @@ use super::schedule64::Respaced;
 /// # Errors
 /// Fails on a non-finite or negative φ.
 pub fn excess_entering(sched: &Respaced, phi: f64) -> Result<Vec<f64>> {
-    ensure!(phi.is_finite() && phi >= 0.0, "φ must be finite and ≥ 0, got {phi}");
+    ensure!(
+        phi.is_finite() && phi >= 0.0,
+        "φ must be finite and ≥ 0, got {phi}"
+    );
     let n = sched.steps();
     let mut out = vec![0.0; n];
     for i in (1..n).rev() {
-        out[i - 1] = sched.posterior_c1[i].powi(2) * phi * phi + sched.posterior_c2[i].powi(2) * out[i];
+        out[i - 1] =
+            sched.posterior_c1[i].powi(2) * phi * phi + sched.posterior_c2[i].powi(2) * out[i];
     }
     Ok(out)
 }
@@ -58,9 +62,20 @@ pub enum StepVariance {
 ///
 /// # Errors
 /// Fails on non-positive or non-finite λ or s².
-pub fn es_variance_trace(sched: &Respaced, lambda: f64, data_var: f64, variance: StepVariance) -> Result<Vec<f64>> {
-    ensure!(lambda.is_finite() && lambda > 0.0, "λ must be finite and > 0, got {lambda}");
-    ensure!(data_var.is_finite() && data_var > 0.0, "data variance must be finite and > 0, got {data_var}");
+pub fn es_variance_trace(
+    sched: &Respaced,
+    lambda: f64,
+    data_var: f64,
+    variance: StepVariance,
+) -> Result<Vec<f64>> {
+    ensure!(
+        lambda.is_finite() && lambda > 0.0,
+        "λ must be finite and > 0, got {lambda}"
+    );
+    ensure!(
+        data_var.is_finite() && data_var > 0.0,
+        "data variance must be finite and > 0, got {data_var}"
+    );
     let n = sched.steps();
     let mut out = vec![0.0; n];
     let mut var = 1.0;
@@ -89,11 +104,23 @@ mod tests {
     #[test]
     fn excess_variance_table_of_section_2_4() {
         // papers.md §2.4 (our derivation): Δ entering steps 1 / 0.
-        for (steps, phi, d1, d0) in [(20, 0.1, 0.00531, 0.00991), (20, 0.05, 0.00133, 0.00248), (100, 0.1, 0.00422, 0.00890)] {
+        for (steps, phi, d1, d0) in [
+            (20, 0.1, 0.00531, 0.00991),
+            (20, 0.05, 0.00133, 0.00248),
+            (100, 0.1, 0.00422, 0.00890),
+        ] {
             let s = cosine(steps);
             let delta = excess_entering(&s, phi).unwrap();
-            assert!((delta[1] - d1).abs() < 5e-6, "T′ = {steps}, φ = {phi}: Δ_1 = {}", delta[1]);
-            assert!((delta[0] - d0).abs() < 5e-6, "T′ = {steps}, φ = {phi}: Δ_0 = {}", delta[0]);
+            assert!(
+                (delta[1] - d1).abs() < 5e-6,
+                "T′ = {steps}, φ = {phi}: Δ_1 = {}",
+                delta[1]
+            );
+            assert!(
+                (delta[0] - d0).abs() < 5e-6,
+                "T′ = {steps}, φ = {phi}: Δ_0 = {}",
+                delta[0]
+            );
             assert!(delta.iter().all(|&d| d >= 0.0));
             assert!((excess_after_last(&s, phi).unwrap() - phi * phi).abs() < 1e-15);
         }
@@ -130,14 +157,20 @@ mod tests {
                 let z = normal();
                 let sigma = s.posterior_variance[i].sqrt();
                 exact = s.posterior_c1[i] * x0 + s.posterior_c2[i] * exact + sigma * z;
-                noisy = s.posterior_c1[i] * (x0 + phi * normal()) + s.posterior_c2[i] * noisy + sigma * z;
+                noisy = s.posterior_c1[i] * (x0 + phi * normal())
+                    + s.posterior_c2[i] * noisy
+                    + sigma * z;
             }
             sum_sq += (noisy - exact).powi(2);
         }
         let mc = sum_sq / n as f64;
         // Var of a mean of squares of N(0, Δ): SE = Δ√(2/n).
         let se = delta[0] * (2.0 / n as f64).sqrt();
-        assert!((mc - delta[0]).abs() < 4.0 * se, "MC {mc} vs Δ_0 {}", delta[0]);
+        assert!(
+            (mc - delta[0]).abs() < 4.0 * se,
+            "MC {mc} vs Δ_0 {}",
+            delta[0]
+        );
     }
 
     #[test]
@@ -150,7 +183,10 @@ mod tests {
             let s = cosine(steps);
             for (lambda, w) in [1.0, 1.005, 1.017, 1.05].into_iter().zip(want) {
                 let v = es_variance_trace(&s, lambda, 0.25, StepVariance::FixedSmall).unwrap()[0];
-                assert!((v - w).abs() < 5e-4 * w.max(1.0), "T′ = {steps}, λ = {lambda}: {v} vs {w}");
+                assert!(
+                    (v - w).abs() < 5e-4 * w.max(1.0),
+                    "T′ = {steps}, λ = {lambda}: {v} vs {w}"
+                );
             }
         }
         // papers.md §2.3: first step of 20, gain 6e−4 at λ = 1 and ≈ 80 at λ = 1.05.

@@ -33,9 +33,12 @@ pub enum LambdaSchedule {
 impl LambdaSchedule {
     fn scaling(self) -> EpsilonScaling {
         match self {
-            Self::Constant { b } if b == 1.0 => EpsilonScaling::Off,
+            Self::Constant { b: 1.0 } => EpsilonScaling::Off,
             Self::Constant { b } => EpsilonScaling::Constant(b as f32),
-            Self::Linear { k, b } => EpsilonScaling::Linear { k: k as f32, b: b as f32 },
+            Self::Linear { k, b } => EpsilonScaling::Linear {
+                k: k as f32,
+                b: b as f32,
+            },
         }
     }
 
@@ -100,7 +103,13 @@ pub fn support_scores(mixture: &Mixture, samples: &[f64]) -> (f64, f64) {
     let mut hallucinated = 0usize;
     for x in samples.chunks_exact(dim) {
         let nearest = mixture.nearest(x);
-        let dist: f64 = mixture.mean(nearest).iter().zip(x).map(|(m, v)| (v - m) * (v - m)).sum::<f64>().sqrt();
+        let dist: f64 = mixture
+            .mean(nearest)
+            .iter()
+            .zip(x)
+            .map(|(m, v)| (v - m) * (v - m))
+            .sum::<f64>()
+            .sqrt();
         // Nearest mean = nearest in σ units for the equal-σ sets of D1/D2.
         if dist > 5.0 * mixture.std(nearest) {
             hallucinated += 1;
@@ -108,8 +117,13 @@ pub fn support_scores(mixture: &Mixture, samples: &[f64]) -> (f64, f64) {
             per_mode[nearest] += 1;
         }
     }
-    let covered = (0..k).filter(|&c| per_mode[c] as f64 >= (0.1 * n as f64 * mixture.weight(c)).max(1.0)).count();
-    (hallucinated as f64 / n.max(1) as f64, covered as f64 / k as f64)
+    let covered = (0..k)
+        .filter(|&c| per_mode[c] as f64 >= (0.1 * n as f64 * mixture.weight(c)).max(1.0))
+        .count();
+    (
+        hallucinated as f64 / n.max(1) as f64,
+        covered as f64 / k as f64,
+    )
 }
 
 /// Runs the sweep; returns every point and the automatic picks.
@@ -124,30 +138,81 @@ pub fn sweep<D: Denoiser + Sync + ?Sized>(
     cfg: &SweepConfig,
     progress: bool,
 ) -> Result<(Vec<SweepPoint>, Vec<Pick>)> {
-    ensure!(!cfg.methods.is_empty() && !cfg.steps.is_empty() && !cfg.lambdas.is_empty(), "the λ sweep is empty");
-    ensure!(cfg.samples > 0 && cfg.reference > 0, "need samples > 0 and reference > 0");
-    ensure!(data.dim() == den.dim(), "model dimension {} differs from data dimension {}", den.dim(), data.dim());
+    ensure!(
+        !cfg.methods.is_empty() && !cfg.steps.is_empty() && !cfg.lambdas.is_empty(),
+        "the λ sweep is empty"
+    );
+    ensure!(
+        cfg.samples > 0 && cfg.reference > 0,
+        "need samples > 0 and reference > 0"
+    );
+    ensure!(
+        data.dim() == den.dim(),
+        "model dimension {} differs from data dimension {}",
+        den.dim(),
+        data.dim()
+    );
     let mixture = Mixture::from_data(data)?;
     let dim = data.dim();
-    let reference: Vec<f64> = Dataset::generate(data.clone(), cfg.reference, cfg.seed ^ 0x5245_4645).points().iter().map(|&v| f64::from(v)).collect();
+    let reference: Vec<f64> =
+        Dataset::generate(data.clone(), cfg.reference, cfg.seed ^ 0x5245_4645)
+            .points()
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
     let mut points = Vec::new();
     let mut picks = Vec::new();
     for method in &cfg.methods {
         for &steps in &cfg.steps {
             let mut tables = vec![0.0f32; table_len(steps)];
-            compute_tables(betas, train_steps, &Spacing::Linspace, steps, &mut tables).map_err(core_err("schedule"))?;
+            compute_tables(betas, train_steps, &Spacing::Linspace, steps, &mut tables)
+                .map_err(core_err("schedule"))?;
             let schedule = Schedule::from_tables(&tables, steps).map_err(core_err("schedule"))?;
             let mut group: Vec<SweepPoint> = Vec::new();
             for &lambda in &cfg.lambdas {
-                let sampler = SamplerConfig { method: *method, prediction: den.prediction(), clip: cfg.clip, eps_scaling: lambda.scaling() };
+                let sampler = SamplerConfig {
+                    method: *method,
+                    prediction: den.prediction(),
+                    clip: cfg.clip,
+                    eps_scaling: lambda.scaling(),
+                };
                 let mut x = vec![0.0f32; cfg.samples * dim];
-                run_chain(den, &schedule, &sampler, cfg.seed, &mut x, true, cfg.threads, || (), |_, _| {})?;
+                run_chain(
+                    den,
+                    &schedule,
+                    &sampler,
+                    cfg.seed,
+                    &mut x,
+                    true,
+                    cfg.threads,
+                    || (),
+                    |_, _| {},
+                )?;
                 let xs: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-                let w1 = if xs.iter().all(|v| v.is_finite()) { sliced_wasserstein1(&xs, &reference, dim, 64)? } else { f64::INFINITY };
+                let w1 = if xs.iter().all(|v| v.is_finite()) {
+                    sliced_wasserstein1(&xs, &reference, dim, 64)?
+                } else {
+                    f64::INFINITY
+                };
                 let (hallucination_rate, mode_coverage) = support_scores(&mixture, &xs);
-                let point = SweepPoint { method: method_name(method), steps, lambda, w1, hallucination_rate, mode_coverage };
+                let point = SweepPoint {
+                    method: method_name(method),
+                    steps,
+                    lambda,
+                    w1,
+                    hallucination_rate,
+                    mode_coverage,
+                };
                 if progress {
-                    eprintln!("es sweep: {} T'={} {}: W1 {:.5}, hallucinated {:.4}, coverage {:.2}", point.method, steps, lambda.label(), w1, hallucination_rate, mode_coverage);
+                    eprintln!(
+                        "es sweep: {} T'={} {}: W1 {:.5}, hallucinated {:.4}, coverage {:.2}",
+                        point.method,
+                        steps,
+                        lambda.label(),
+                        w1,
+                        hallucination_rate,
+                        mode_coverage
+                    );
                 }
                 group.push(point);
             }
@@ -157,7 +222,10 @@ pub fn sweep<D: Denoiser + Sync + ?Sized>(
                     steps,
                     best: best.lambda,
                     w1: best.w1,
-                    baseline_w1: group.iter().find(|p| p.lambda == LambdaSchedule::Constant { b: 1.0 }).map(|p| p.w1),
+                    baseline_w1: group
+                        .iter()
+                        .find(|p| p.lambda == LambdaSchedule::Constant { b: 1.0 })
+                        .map(|p| p.w1),
                 });
             }
             points.extend(group);
@@ -175,20 +243,40 @@ mod tests {
     fn w1_table(method: Method, steps: &[usize], lambdas: &[f64]) -> Vec<SweepPoint> {
         let data = crate::data::Mixture::isotropic("es-toy", 1, &[-0.5, 0.5], 0.1).unwrap();
         let mut full = vec![0.0f32; table_len(1000)];
-        compute_tables(&BetaSchedule::COSINE, 1000, &Spacing::Linspace, 1000, &mut full).unwrap();
+        compute_tables(
+            &BetaSchedule::COSINE,
+            1000,
+            &Spacing::Linspace,
+            1000,
+            &mut full,
+        )
+        .unwrap();
         let sched = Schedule::from_tables(&full, 1000).unwrap();
-        let den = ExactGmm::new(1, data.means(), data.stds(), data.weights(), sched, Prediction::Epsilon).unwrap();
+        let den = ExactGmm::new(
+            1,
+            data.means(),
+            data.stds(),
+            data.weights(),
+            sched,
+            Prediction::Epsilon,
+        )
+        .unwrap();
         let cfg = SweepConfig {
             methods: vec![method],
             steps: steps.to_vec(),
-            lambdas: lambdas.iter().map(|&b| LambdaSchedule::Constant { b }).collect(),
+            lambdas: lambdas
+                .iter()
+                .map(|&b| LambdaSchedule::Constant { b })
+                .collect(),
             clip: Clip::Symmetric(1.0),
             samples: 40_000,
             reference: 40_000,
             seed: 17,
             threads: 0,
         };
-        sweep(&den, &BetaSchedule::COSINE, 1000, &data, &cfg, false).unwrap().0
+        sweep(&den, &BetaSchedule::COSINE, 1000, &data, &cfg, false)
+            .unwrap()
+            .0
     }
 
     #[test]
@@ -196,12 +284,29 @@ mod tests {
         // papers.md §2.4 (our simulation): ½N(±0.5, 0.1²), exact denoiser with clip, DDPM β̃.
         // At n = 10⁵ the measured W1 matched every entry to ±0.001; at n = 4·10⁴ (sample and fresh
         // data) the sampling floor is ≈0.003: accept ±0.005.
-        let want = [(10, [0.045, 0.041, 0.038, 0.027]), (20, [0.0245, 0.0196, 0.0145, 0.0055]), (50, [0.0156, 0.0111, 0.0068, 0.0080])];
-        let pts = w1_table(Method::Ddpm(Variance::FixedSmall), &[10, 20, 50], &[1.0, 1.05, 1.1, 1.2]);
+        let want = [
+            (10, [0.045, 0.041, 0.038, 0.027]),
+            (20, [0.0245, 0.0196, 0.0145, 0.0055]),
+            (50, [0.0156, 0.0111, 0.0068, 0.0080]),
+        ];
+        let pts = w1_table(
+            Method::Ddpm(Variance::FixedSmall),
+            &[10, 20, 50],
+            &[1.0, 1.05, 1.1, 1.2],
+        );
         for (steps, row) in want {
             for (lambda, w) in [1.0, 1.05, 1.1, 1.2].into_iter().zip(row) {
-                let p = pts.iter().find(|p| p.steps == steps && p.lambda == LambdaSchedule::Constant { b: lambda }).unwrap();
-                assert!((p.w1 - w).abs() < 0.005, "T′ = {steps}, λ = {lambda}: W1 {} vs {w}", p.w1);
+                let p = pts
+                    .iter()
+                    .find(|p| {
+                        p.steps == steps && p.lambda == LambdaSchedule::Constant { b: lambda }
+                    })
+                    .unwrap();
+                assert!(
+                    (p.w1 - w).abs() < 0.005,
+                    "T′ = {steps}, λ = {lambda}: W1 {} vs {w}",
+                    p.w1
+                );
                 assert_eq!(p.hallucination_rate, 0.0);
                 assert_eq!(p.mode_coverage, 1.0);
             }
@@ -211,9 +316,24 @@ mod tests {
     #[test]
     fn ddim_es_helps_at_10_steps_and_hurts_at_50() {
         let pts = w1_table(Method::Ddim { eta: 0.0 }, &[10, 50], &[1.0, 1.05]);
-        let get = |s: usize, l: f64| pts.iter().find(|p| p.steps == s && p.lambda == LambdaSchedule::Constant { b: l }).unwrap().w1;
-        assert!((get(10, 1.0) - 0.038).abs() < 0.006 && (get(10, 1.05) - 0.0315).abs() < 0.006, "{} {}", get(10, 1.0), get(10, 1.05));
-        assert!((get(50, 1.0) - 0.0082).abs() < 0.006 && (get(50, 1.05) - 0.028).abs() < 0.006, "{} {}", get(50, 1.0), get(50, 1.05));
+        let get = |s: usize, l: f64| {
+            pts.iter()
+                .find(|p| p.steps == s && p.lambda == LambdaSchedule::Constant { b: l })
+                .unwrap()
+                .w1
+        };
+        assert!(
+            (get(10, 1.0) - 0.038).abs() < 0.006 && (get(10, 1.05) - 0.0315).abs() < 0.006,
+            "{} {}",
+            get(10, 1.0),
+            get(10, 1.05)
+        );
+        assert!(
+            (get(50, 1.0) - 0.0082).abs() < 0.006 && (get(50, 1.05) - 0.028).abs() < 0.006,
+            "{} {}",
+            get(50, 1.0),
+            get(50, 1.05)
+        );
     }
 
     #[test]

@@ -26,10 +26,18 @@ impl SymmetricEigen {
     /// # Errors
     /// Fails if `a` is not d×d, holds a non-finite value, or the sweeps do not converge (100 sweeps).
     pub fn new(a: &[f64], dim: usize) -> Result<Self> {
-        ensure!(dim > 0 && a.len() == dim * dim, "matrix must be {dim}×{dim}");
-        ensure!(a.iter().all(|v| v.is_finite()), "matrix holds a non-finite value");
+        ensure!(
+            dim > 0 && a.len() == dim * dim,
+            "matrix must be {dim}×{dim}"
+        );
+        ensure!(
+            a.iter().all(|v| v.is_finite()),
+            "matrix holds a non-finite value"
+        );
         let d = dim;
-        let mut m: Vec<f64> = (0..d * d).map(|ij| 0.5 * (a[ij] + a[(ij % d) * d + ij / d])).collect();
+        let mut m: Vec<f64> = (0..d * d)
+            .map(|ij| 0.5 * (a[ij] + a[(ij % d) * d + ij / d]))
+            .collect();
         let mut v = vec![0.0; d * d];
         for i in 0..d {
             v[i * d + i] = 1.0;
@@ -37,7 +45,11 @@ impl SymmetricEigen {
         let norm: f64 = m.iter().map(|x| x * x).sum::<f64>().sqrt();
         let mut converged = false;
         for _ in 0..100 {
-            let off: f64 = (0..d).flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| m[i * d + j].powi(2)).sum::<f64>().sqrt();
+            let off: f64 = (0..d)
+                .flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j)))
+                .map(|(i, j)| m[i * d + j].powi(2))
+                .sum::<f64>()
+                .sqrt();
             if off <= 1e-15 * norm || off == 0.0 {
                 converged = true;
                 break;
@@ -72,12 +84,23 @@ impl SymmetricEigen {
                 }
             }
         }
-        ensure!(converged, "Jacobi eigen-solver did not converge in 100 sweeps");
+        ensure!(
+            converged,
+            "Jacobi eigen-solver did not converge in 100 sweeps"
+        );
         let mut order: Vec<usize> = (0..d).collect();
         order.sort_by(|&i, &j| m[j * d + j].total_cmp(&m[i * d + i]));
         let values = order.iter().map(|&i| m[i * d + i]).collect();
-        let vectors = order.iter().flat_map(|&col| (0..d).map(move |row| (row, col))).map(|(row, col)| v[row * d + col]).collect();
-        Ok(Self { dim, values, vectors })
+        let vectors = order
+            .iter()
+            .flat_map(|&col| (0..d).map(move |row| (row, col)))
+            .map(|(row, col)| v[row * d + col])
+            .collect();
+        Ok(Self {
+            dim,
+            values,
+            vectors,
+        })
     }
 
     /// The unit eigenvector of the k-th largest eigenvalue.
@@ -94,7 +117,9 @@ mod tests {
     fn reconstructs_random_symmetric_matrices() {
         let mut seed = 12345u64;
         let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
         };
         for d in 1..=8 {
@@ -114,7 +139,10 @@ mod tests {
                 assert!((v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-12);
                 for i in 0..d {
                     let av: f64 = (0..d).map(|j| a[i * d + j] * v[j]).sum();
-                    assert!((av - e.values[k] * v[i]).abs() < 1e-12 * norm.max(1.0), "d = {d}");
+                    assert!(
+                        (av - e.values[k] * v[i]).abs() < 1e-12 * norm.max(1.0),
+                        "d = {d}"
+                    );
                 }
             }
             // Trace is preserved.

@@ -15,8 +15,16 @@ pub fn segment_distance(x: &[f64], p: &[f64], q: &[f64]) -> f64 {
     let pq: Vec<f64> = q.iter().zip(p).map(|(a, b)| a - b).collect();
     let px: Vec<f64> = x.iter().zip(p).map(|(a, b)| a - b).collect();
     let len2: f64 = pq.iter().map(|v| v * v).sum();
-    let u = if len2 > 0.0 { (px.iter().zip(&pq).map(|(a, b)| a * b).sum::<f64>() / len2).clamp(0.0, 1.0) } else { 0.0 };
-    px.iter().zip(&pq).map(|(a, b)| (a - u * b).powi(2)).sum::<f64>().sqrt()
+    let u = if len2 > 0.0 {
+        (px.iter().zip(&pq).map(|(a, b)| a * b).sum::<f64>() / len2).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    px.iter()
+        .zip(&pq)
+        .map(|(a, b)| (a - u * b).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Pairs (i, j), i < j, of nearest-neighbour means.
@@ -26,7 +34,13 @@ pub fn nearest_neighbour_pairs(gmm: &Mixture) -> Vec<(usize, usize)> {
     let mut pairs = Vec::new();
     for i in 0..k {
         for j in i + 1..k {
-            let d: f64 = gmm.mean(i).iter().zip(gmm.mean(j)).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+            let d: f64 = gmm
+                .mean(i)
+                .iter()
+                .zip(gmm.mean(j))
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f64>()
+                .sqrt();
             if d <= spacing * (1.0 + 1e-6) {
                 pairs.push((i, j));
             }
@@ -51,9 +65,20 @@ pub fn nn_segment_distance(gmm: &Mixture, pairs: &[(usize, usize)], a: f64, x: &
 ///
 /// # Errors
 /// The first projection error, if any.
-pub fn project_all(gmm: &Mixture, a: f64, h: f64, seeds: &[f64], threads: usize, progress: Option<&str>) -> Result<Vec<Projection>> {
+pub fn project_all(
+    gmm: &Mixture,
+    a: f64,
+    h: f64,
+    seeds: &[f64],
+    threads: usize,
+    progress: Option<&str>,
+) -> Result<Vec<Projection>> {
     let dim = gmm.dim();
-    par_map(seeds.len() / dim, threads, progress, |i| project(gmm, a, h, &seeds[i * dim..(i + 1) * dim])).into_iter().collect()
+    par_map(seeds.len() / dim, threads, progress, |i| {
+        project(gmm, a, h, &seeds[i * dim..(i + 1) * dim])
+    })
+    .into_iter()
+    .collect()
 }
 
 #[cfg(test)]
@@ -79,11 +104,23 @@ mod tests {
             }
         }
         let proj = project_all(&gmm, a, h, &seeds, 0, None).unwrap();
-        let good: Vec<&Projection> = proj.iter().filter(|p| p.converged && !p.stalled && p.curved).collect();
-        assert!(good.len() * 10 >= proj.len() * 8, "{} of {} converged", good.len(), proj.len());
+        let good: Vec<&Projection> = proj
+            .iter()
+            .filter(|p| p.converged && !p.stalled && p.curved)
+            .collect();
+        assert!(
+            good.len() * 10 >= proj.len() * 8,
+            "{} of {} converged",
+            good.len(),
+            proj.len()
+        );
         for p in good {
             let d = nn_segment_distance(&gmm, &pairs, a, &p.point);
-            assert!(d < 1e-3, "ridge point {:?} is {d} from every nearest-neighbour segment", p.point);
+            assert!(
+                d < 1e-3,
+                "ridge point {:?} is {d} from every nearest-neighbour segment",
+                p.point
+            );
         }
     }
 

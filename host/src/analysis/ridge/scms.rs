@@ -45,20 +45,34 @@ impl RidgeFrame {
         let mut grad = vec![0.0; d];
         let mut hess = vec![0.0; d * d];
         p.hessian(x, &mut grad, &mut hess)?;
-        Ok(Self { grad, eigen: SymmetricEigen::new(&hess, d)? })
+        Ok(Self {
+            grad,
+            eigen: SymmetricEigen::new(&hess, d)?,
+        })
     }
 
     /// ‖V_⊥ᵀ∇ln p‖, the ridge residual r(x) of papers.md §4.2.
     pub fn normal_gradient_norm(&self) -> f64 {
         (RIDGE_DIM..self.eigen.dim)
-            .map(|k| self.eigen.vector(k).iter().zip(&self.grad).map(|(v, g)| v * g).sum::<f64>().powi(2))
+            .map(|k| {
+                self.eigen
+                    .vector(k)
+                    .iter()
+                    .zip(&self.grad)
+                    .map(|(v, g)| v * g)
+                    .sum::<f64>()
+                    .powi(2)
+            })
             .sum::<f64>()
             .sqrt()
     }
 
     /// λ_{d*} − λ_{d*+1}.
     pub fn eigengap(&self) -> f64 {
-        match (self.eigen.values.get(RIDGE_DIM - 1), self.eigen.values.get(RIDGE_DIM)) {
+        match (
+            self.eigen.values.get(RIDGE_DIM - 1),
+            self.eigen.values.get(RIDGE_DIM),
+        ) {
             (Some(a), Some(b)) => a - b,
             _ => f64::INFINITY,
         }
@@ -66,7 +80,10 @@ impl RidgeFrame {
 
     /// λ_{d*+1} < −β.
     pub fn curved(&self) -> bool {
-        self.eigen.values.get(RIDGE_DIM).is_none_or(|&l| l < -RIDGE_BETA)
+        self.eigen
+            .values
+            .get(RIDGE_DIM)
+            .is_none_or(|&l| l < -RIDGE_BETA)
     }
 }
 
@@ -93,7 +110,9 @@ pub struct Projection {
 pub fn project(gmm: &Mixture, a: f64, h: f64, x: &[f64]) -> Result<Projection> {
     ensure!(h > 0.0, "the ridge needs h > 0 (got {h})");
     let p = gmm.diffused(a, h)?;
-    let step = (0..gmm.components()).map(|k| a * a * gmm.std(k).powi(2) + h).fold(f64::INFINITY, f64::min);
+    let step = (0..gmm.components())
+        .map(|k| a * a * gmm.std(k).powi(2) + h)
+        .fold(f64::INFINITY, f64::min);
     let tol = SCMS_TOL * h.sqrt();
     let d = x.len();
     let mut y = x.to_vec();
@@ -121,7 +140,12 @@ pub fn project(gmm: &Mixture, a: f64, h: f64, x: &[f64]) -> Result<Projection> {
         iterations += 1;
         frame = RidgeFrame::at(&p, &y)?;
     }
-    let normal_distance = y.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+    let normal_distance = y
+        .iter()
+        .zip(x)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f64>()
+        .sqrt();
     Ok(Projection {
         normal_distance,
         iterations,
@@ -162,7 +186,13 @@ mod tests {
 
     #[test]
     fn scms_fixed_points_satisfy_the_ridge_condition() {
-        let gmm = Mixture::new(2, vec![0.0, 0.0, 1.0, 0.3, 2.1, -0.4, 0.5, 1.6], vec![0.1, 0.2, 0.05, 0.15], &[1.0, 2.0, 1.0, 0.5]).unwrap();
+        let gmm = Mixture::new(
+            2,
+            vec![0.0, 0.0, 1.0, 0.3, 2.1, -0.4, 0.5, 1.6],
+            vec![0.1, 0.2, 0.05, 0.15],
+            &[1.0, 2.0, 1.0, 0.5],
+        )
+        .unwrap();
         let (a, h) = (0.95f64, 0.0975f64);
         let p = gmm.diffused(a, h).unwrap();
         let mut checked = 0;
@@ -173,7 +203,12 @@ mod tests {
                 continue;
             }
             let f = RidgeFrame::at(&p, &proj.point).unwrap();
-            assert!(f.normal_gradient_norm() * h < 1e-6 * h.sqrt(), "residual {} at {:?}", f.normal_gradient_norm(), proj.point);
+            assert!(
+                f.normal_gradient_norm() * h < 1e-6 * h.sqrt(),
+                "residual {} at {:?}",
+                f.normal_gradient_norm(),
+                proj.point
+            );
             // Projecting a ridge point is a no-op.
             let again = project(&gmm, a, h, &proj.point).unwrap();
             assert!(again.normal_distance < 1e-6, "{}", again.normal_distance);

@@ -24,11 +24,17 @@ use crate::analysis::paths::{STREAM_INIT, STREAM_STEP, normals, par_map};
 pub enum Injection {
     Exact,
     /// m_x ← κ m_x.
-    Tangent { kappa: f64 },
+    Tangent {
+        kappa: f64,
+    },
     /// m_y += δ a_t (denoiser space).
-    DenoiserNormal { delta: f64 },
+    DenoiserNormal {
+        delta: f64,
+    },
     /// ∂_y ln p += c (score space).
-    ScoreNormal { offset: f64 },
+    ScoreNormal {
+        offset: f64,
+    },
 }
 
 impl Injection {
@@ -121,14 +127,26 @@ pub struct ToyResult {
 ///
 /// # Errors
 /// Fails on a non-2D or non-empirical point set, a bad time grid or zero steps.
-pub fn run_toy(cfg: &ToyConfig, injection: Injection, n: usize, progress: Option<&str>) -> Result<ToyResult> {
+pub fn run_toy(
+    cfg: &ToyConfig,
+    injection: Injection,
+    n: usize,
+    progress: Option<&str>,
+) -> Result<ToyResult> {
     ensure!(cfg.points.dim() == 2, "the toy is two-dimensional");
     ensure!(cfg.steps > 0 && n > 0, "need steps > 0 and paths > 0");
-    ensure!(cfg.t_min > 0.0 && cfg.t_max > cfg.t_min, "need 0 < t_min < t_max");
+    ensure!(
+        cfg.t_min > 0.0 && cfg.t_max > cfg.t_min,
+        "need 0 < t_min < t_max"
+    );
     let log_steps: Vec<usize> = cfg
         .log_times
         .iter()
-        .map(|&t| (0..=cfg.steps).min_by(|&a, &b| (cfg.time(a) - t).abs().total_cmp(&(cfg.time(b) - t).abs())).unwrap_or(0))
+        .map(|&t| {
+            (0..=cfg.steps)
+                .min_by(|&a, &b| (cfg.time(a) - t).abs().total_cmp(&(cfg.time(b) - t).abs()))
+                .unwrap_or(0)
+        })
         .collect();
     let paths = par_map(n, cfg.threads, progress, |p| -> Result<Vec<[f64; 2]>> {
         let mut y = [0.0; 2];
@@ -137,7 +155,11 @@ pub fn run_toy(cfg: &ToyConfig, injection: Injection, n: usize, progress: Option
         let mut z = [0.0; 2];
         let mut den = [0.0; 2];
         for j in 0..=cfg.steps {
-            for (slot, _) in snapshots.iter_mut().zip(&log_steps).filter(|(_, s)| **s == j) {
+            for (slot, _) in snapshots
+                .iter_mut()
+                .zip(&log_steps)
+                .filter(|(_, s)| **s == j)
+            {
                 *slot = y;
             }
             if j == cfg.steps {
@@ -185,10 +207,19 @@ pub fn run_toy(cfg: &ToyConfig, injection: Injection, n: usize, progress: Option
             let rms = (ys.clone().map(|y| y[1] * y[1]).sum::<f64>() / nf).sqrt();
             let mean_y = ys.clone().map(|y| y[1]).sum::<f64>() / nf;
             let near_points = ys
-                .filter(|y| (0..cfg.points.components()).any(|k| (y[0] - a * cfg.points.mean(k)[0]).abs() < 0.5))
+                .filter(|y| {
+                    (0..cfg.points.components())
+                        .any(|k| (y[0] - a * cfg.points.mean(k)[0]).abs() < 0.5)
+                })
                 .count() as f64
                 / nf;
-            PhaseRow { t, sqrt_h: (-(-2.0 * t).exp_m1()).sqrt(), rms_normal: rms, mean_y, share_near_points: near_points }
+            PhaseRow {
+                t,
+                sqrt_h: (-(-2.0 * t).exp_m1()).sqrt(),
+                rms_normal: rms,
+                mean_y,
+                share_near_points: near_points,
+            }
         })
         .collect();
     Ok(ToyResult {
@@ -197,7 +228,11 @@ pub fn run_toy(cfg: &ToyConfig, injection: Injection, n: usize, progress: Option
         final_rms_y: (finals.iter().map(|y| y[1] * y[1]).sum::<f64>() / nf).sqrt(),
         final_mean_y: finals.iter().map(|y| y[1]).sum::<f64>() / nf,
         within_point: finals.iter().filter(|y| near(y) < 0.5).count() as f64 / nf,
-        inter_mode: finals.iter().filter(|y| y[0].abs() < 2.5 && y[1].abs() < 0.5).count() as f64 / nf,
+        inter_mode: finals
+            .iter()
+            .filter(|y| y[0].abs() < 2.5 && y[1].abs() < 0.5)
+            .count() as f64
+            / nf,
         final_mean_abs_x: finals.iter().map(|y| y[0].abs()).sum::<f64>() / nf,
         phases,
     })
@@ -225,14 +260,34 @@ mod tests {
         for (inj, (rms, mean, within, inter)) in Injection::TABLE.into_iter().zip(want) {
             let r = run_toy(&cfg, inj, n, None).unwrap();
             let what = r.label.clone();
-            assert!((r.final_rms_y / rms - 1.0).abs() < 0.06, "{what}: rms {}", r.final_rms_y);
+            assert!(
+                (r.final_rms_y / rms - 1.0).abs() < 0.06,
+                "{what}: rms {}",
+                r.final_rms_y
+            );
             // Mean y: MC SE ≈ 0.045/√n ≈ 0.001.
-            assert!((r.final_mean_y - mean).abs() < 0.004, "{what}: mean {}", r.final_mean_y);
-            assert!((r.within_point - within).abs() < 0.05, "{what}: within {}", r.within_point);
-            assert!((r.inter_mode - inter).abs() < 0.05, "{what}: inter {}", r.inter_mode);
+            assert!(
+                (r.final_mean_y - mean).abs() < 0.004,
+                "{what}: mean {}",
+                r.final_mean_y
+            );
+            assert!(
+                (r.within_point - within).abs() < 0.05,
+                "{what}: within {}",
+                r.within_point
+            );
+            assert!(
+                (r.inter_mode - inter).abs() < 0.05,
+                "{what}: inter {}",
+                r.inter_mode
+            );
             if let Injection::Tangent { kappa } = inj {
                 // A tangent shrink κ ends at ±3κ (3(1 − κ) from the point).
-                assert!((r.final_mean_abs_x - 3.0 * kappa).abs() < 0.02, "{what}: |x| {}", r.final_mean_abs_x);
+                assert!(
+                    (r.final_mean_abs_x - 3.0 * kappa).abs() < 0.02,
+                    "{what}: |x| {}",
+                    r.final_mean_abs_x
+                );
             }
         }
     }
@@ -241,18 +296,44 @@ mod tests {
     fn exact_phases_track_sqrt_h_and_slide_late() {
         let cfg = ToyConfig::paper(5, 0).unwrap();
         let r = run_toy(&cfg, Injection::Exact, 2000, None).unwrap();
-        let at = |t: f64| r.phases.iter().min_by(|a, b| (a.t - t).abs().total_cmp(&(b.t - t).abs())).unwrap().clone();
+        let at = |t: f64| {
+            r.phases
+                .iter()
+                .min_by(|a, b| (a.t - t).abs().total_cmp(&(b.t - t).abs()))
+                .unwrap()
+                .clone()
+        };
         for (t, want) in [(8.0, 1.00), (0.27, 0.65), (0.029, 0.24), (0.001, 0.045)] {
             let row = at(t);
-            assert!((row.rms_normal / want - 1.0).abs() < 0.06, "t = {t}: rms {}", row.rms_normal);
-            assert!((row.rms_normal / row.sqrt_h - 1.0).abs() < 0.06, "t = {t}: rms/√h {}", row.rms_normal / row.sqrt_h);
+            assert!(
+                (row.rms_normal / want - 1.0).abs() < 0.06,
+                "t = {t}: rms {}",
+                row.rms_normal
+            );
+            assert!(
+                (row.rms_normal / row.sqrt_h - 1.0).abs() < 0.06,
+                "t = {t}: rms/√h {}",
+                row.rms_normal / row.sqrt_h
+            );
         }
         // The slide is late: the share near ±3a_t grows from ≈0.56 at t = 0.27 to ≈0.96 at t = 0.03.
-        assert!((at(0.27).share_near_points - 0.56).abs() < 0.05, "{}", at(0.27).share_near_points);
-        assert!((at(0.029).share_near_points - 0.96).abs() < 0.03, "{}", at(0.029).share_near_points);
+        assert!(
+            (at(0.27).share_near_points - 0.56).abs() < 0.05,
+            "{}",
+            at(0.27).share_near_points
+        );
+        assert!(
+            (at(0.029).share_near_points - 0.96).abs() < 0.03,
+            "{}",
+            at(0.029).share_near_points
+        );
         // A score offset of 1.0 first pushes paths off the ridge (≈2.2 at t = 2.6), then re-aligns.
         let off = run_toy(&cfg, Injection::ScoreNormal { offset: 1.0 }, 2000, None).unwrap();
-        let mid = off.phases.iter().min_by(|a, b| (a.t - 2.6).abs().total_cmp(&(b.t - 2.6).abs())).unwrap();
+        let mid = off
+            .phases
+            .iter()
+            .min_by(|a, b| (a.t - 2.6).abs().total_cmp(&(b.t - 2.6).abs()))
+            .unwrap();
         assert!((mid.rms_normal - 2.2).abs() < 0.2, "{}", mid.rms_normal);
         assert!(off.final_rms_y < 0.06);
     }

@@ -47,8 +47,14 @@ pub fn p_stay(process: Process, s: f64) -> f64 {
 /// # Errors
 /// Fails unless ‖μ‖ > 0 and t̂ > 0 are finite.
 pub fn p_stay_sde_side(mu_norm: f64, t_hat: f64) -> Result<f64> {
-    ensure!(mu_norm.is_finite() && mu_norm > 0.0, "‖μ‖ must be positive, got {mu_norm}");
-    ensure!(t_hat.is_finite() && t_hat > 0.0, "t̂ must be positive, got {t_hat}");
+    ensure!(
+        mu_norm.is_finite() && mu_norm > 0.0,
+        "‖μ‖ must be positive, got {mu_norm}"
+    );
+    ensure!(
+        t_hat.is_finite() && t_hat > 0.0,
+        "t̂ must be positive, got {t_hat}"
+    );
     let a = (-t_hat).exp();
     let s = mu_norm * a;
     let one_minus = 1.0 - a * a;
@@ -56,7 +62,8 @@ pub fn p_stay_sde_side(mu_norm: f64, t_hat: f64) -> Result<f64> {
     Ok(gauss_expect(|g| {
         let y = s + g;
         let r = sigmoid(2.0 * s * y);
-        r * normal_cdf((one_minus * mu_norm + a * y) / root) + (1.0 - r) * normal_cdf((-one_minus * mu_norm + a * y) / root)
+        r * normal_cdf((one_minus * mu_norm + a * y) / root)
+            + (1.0 - r) * normal_cdf((-one_minus * mu_norm + a * y) / root)
     }))
 }
 
@@ -65,7 +72,10 @@ pub fn p_stay_sde_side(mu_norm: f64, t_hat: f64) -> Result<f64> {
 /// # Errors
 /// Fails unless ½ < p < 1.
 pub fn offset_for(process: Process, p: f64) -> Result<f64> {
-    ensure!(p > 0.5 && p < 1.0, "P_stay target must lie in (½, 1), got {p}");
+    ensure!(
+        p > 0.5 && p < 1.0,
+        "P_stay target must lie in (½, 1), got {p}"
+    );
     let s = match process {
         Process::Ode => normal_ppf(p)?,
         Process::Sde => {
@@ -97,7 +107,10 @@ pub struct Window {
 /// # Errors
 /// Fails unless 0 < ε < 1/√2 and ‖μ‖ > 0.
 pub fn paper_window(mu_norm: f64, eps: f64) -> Result<Window> {
-    ensure!(mu_norm > 0.0 && eps > 0.0 && eps < core::f64::consts::FRAC_1_SQRT_2, "need ‖μ‖ > 0 and 0 < ε < 1/√2");
+    ensure!(
+        mu_norm > 0.0 && eps > 0.0 && eps < core::f64::consts::FRAC_1_SQRT_2,
+        "need ‖μ‖ > 0 and 0 < ε < 1/√2"
+    );
     Ok(Window {
         t_after: mu_norm.ln() - (1.0 / (2.0 * eps * eps)).ln().ln(),
         t_before: mu_norm.ln() + 2.0f64.ln() + (1.0 / eps).ln(),
@@ -109,7 +122,10 @@ pub fn paper_window(mu_norm: f64, eps: f64) -> Result<Window> {
 /// # Errors
 /// Fails unless 0 < ε < ½ and ‖μ‖ > 0.
 pub fn exact_window(mu_norm: f64, eps: f64) -> Result<Window> {
-    ensure!(mu_norm > 0.0 && eps > 0.0 && eps < 0.5, "need ‖μ‖ > 0 and 0 < ε < ½");
+    ensure!(
+        mu_norm > 0.0 && eps > 0.0 && eps < 0.5,
+        "need ‖μ‖ > 0 and 0 < ε < ½"
+    );
     Ok(Window {
         t_after: mu_norm.ln() - normal_ppf(1.0 - eps * eps / 2.0)?.ln(),
         t_before: mu_norm.ln() - normal_ppf(0.5 + eps)?.ln(),
@@ -127,7 +143,10 @@ pub fn pairwise_tv(dist: f64, t: f64) -> f64 {
 /// # Errors
 /// Fails unless the distances are positive and 0 < ε < 1.
 pub fn pairwise_window(within: f64, between: f64, eps: f64) -> Result<(f64, f64)> {
-    ensure!(within > 0.0 && between > 0.0 && eps > 0.0 && eps < 1.0, "need positive distances and 0 < ε < 1");
+    ensure!(
+        within > 0.0 && between > 0.0 && eps > 0.0 && eps < 1.0,
+        "need positive distances and 0 < ε < 1"
+    );
     let lower = (within / (2.0 * normal_ppf((1.0 + eps) / 2.0)?)).ln();
     let upper = (between / (2.0 * normal_ppf(1.0 - eps * eps / 2.0)?)).ln();
     Ok((lower, upper))
@@ -138,7 +157,10 @@ pub fn pairwise_window(within: f64, between: f64, eps: f64) -> Result<(f64, f64)
 /// # Errors
 /// Fails if fewer than two means, i ≥ K, lengths are inconsistent or two means coincide.
 pub fn random_means_window(means: &[f64], dim: usize, i: usize, eps: f64) -> Result<Window> {
-    ensure!(dim > 0 && means.len() % dim == 0, "means length must be a multiple of dim");
+    ensure!(
+        dim > 0 && means.len().is_multiple_of(dim),
+        "means length must be a multiple of dim"
+    );
     let k = means.len() / dim;
     ensure!(k >= 2 && i < k, "need ≥ 2 means and i < K");
     ensure!(eps > 0.0 && eps < 1.0, "need 0 < ε < 1");
@@ -146,7 +168,12 @@ pub fn random_means_window(means: &[f64], dim: usize, i: usize, eps: f64) -> Res
     let mut dmin = f64::INFINITY;
     let mut dmax: f64 = 0.0;
     for j in (0..k).filter(|&j| j != i) {
-        let d = means[j * dim..(j + 1) * dim].iter().zip(mi).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+        let d = means[j * dim..(j + 1) * dim]
+            .iter()
+            .zip(mi)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            .sqrt();
         ensure!(d > 0.0, "means {i} and {j} coincide");
         dmin = dmin.min(d);
         dmax = dmax.max(d);
@@ -167,8 +194,14 @@ mod tests {
         let sde = [-0.909, -0.606, -0.401, 0.081, 0.705];
         let ode = [-0.844, -0.498, -0.248, 0.394, 1.373];
         for ((p, s), o) in ps.iter().zip(sde).zip(ode) {
-            assert!((offset_for(Process::Sde, *p).unwrap() - s).abs() < 1.5e-3, "SDE {p}");
-            assert!((offset_for(Process::Ode, *p).unwrap() - o).abs() < 1.5e-3, "ODE {p}");
+            assert!(
+                (offset_for(Process::Sde, *p).unwrap() - s).abs() < 1.5e-3,
+                "SDE {p}"
+            );
+            assert!(
+                (offset_for(Process::Ode, *p).unwrap() - o).abs() < 1.5e-3,
+                "ODE {p}"
+            );
         }
         assert!(offset_for(Process::Sde, 0.4).is_err());
     }
@@ -209,7 +242,10 @@ mod tests {
         // Hierarchy numbers of §3.4: T_lower ≈ 1.38, T_upper ≈ 2.27.
         let between = (50.0f64 * 50.0 + 0.25).sqrt();
         let (lo, hi) = pairwise_window(1.0, between, 0.1).unwrap();
-        assert!((lo - 1.38).abs() < 5e-3 && (hi - 2.27).abs() < 5e-3, "{lo} {hi}");
+        assert!(
+            (lo - 1.38).abs() < 5e-3 && (hi - 2.27).abs() < 5e-3,
+            "{lo} {hi}"
+        );
         let rw = random_means_window(&[0.0, 0.0, 3.0, 0.0, 0.0, 4.0], 2, 0, 0.1).unwrap();
         assert!((rw.t_before - (4.0f64.ln() + 10.0f64.ln())).abs() < 1e-12);
         assert!((rw.t_after - (3.0f64.ln() - 0.5 * (8.0 * 30.0f64.ln()).ln())).abs() < 1e-12);

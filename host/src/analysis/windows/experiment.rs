@@ -56,7 +56,10 @@ impl Paths {
                 *c += 1;
             }
         }
-        counts.iter().map(|&c| c as f64 / self.labels.len().max(1) as f64).collect()
+        counts
+            .iter()
+            .map(|&c| c as f64 / self.labels.len().max(1) as f64)
+            .collect()
     }
 }
 
@@ -67,9 +70,16 @@ impl NoiseDenoise<'_> {
     /// Fails on an empty or out-of-range start set, t̂ ≤ 0, zero steps, or a mixture with a σ_k = 0
     /// (its score is singular at t = 0).
     pub fn run(&self, n: usize, progress: Option<&str>) -> Result<Paths> {
-        ensure!(self.t_hat.is_finite() && self.t_hat > 0.0, "t̂ must be positive, got {}", self.t_hat);
+        ensure!(
+            self.t_hat.is_finite() && self.t_hat > 0.0,
+            "t̂ must be positive, got {}",
+            self.t_hat
+        );
         ensure!(self.steps > 0, "need at least one reverse step");
-        ensure!((0..self.mixture.components()).all(|k| self.mixture.std(k) > 0.0), "noise–denoise needs every σ_k > 0");
+        ensure!(
+            (0..self.mixture.components()).all(|k| self.mixture.std(k) > 0.0),
+            "noise–denoise needs every σ_k > 0"
+        );
         let start = self.mixture.subset(self.start)?;
         let dim = self.mixture.dim();
         let results = par_map(n, self.threads, progress, |p| self.path(&start, p));
@@ -80,7 +90,11 @@ impl NoiseDenoise<'_> {
             labels.push(self.mixture.nearest(&x));
             finals.extend_from_slice(&x);
         }
-        Ok(Paths { dim, finals, labels })
+        Ok(Paths {
+            dim,
+            finals,
+            labels,
+        })
     }
 
     fn path(&self, start: &Mixture, p: usize) -> Result<Vec<f64>> {
@@ -100,7 +114,12 @@ impl NoiseDenoise<'_> {
             }
         }
         normals(self.seed, STREAM_INIT, p, 0, &mut z);
-        let mut x: Vec<f64> = start.mean(comp).iter().zip(&z).map(|(m, zi)| m + start.std(comp) * zi).collect();
+        let mut x: Vec<f64> = start
+            .mean(comp)
+            .iter()
+            .zip(&z)
+            .map(|(m, zi)| m + start.std(comp) * zi)
+            .collect();
         normals(self.seed, STREAM_INIT, p, 1, &mut z);
         let a = (-self.t_hat).exp();
         let noise = (1.0 - a * a).sqrt();
@@ -137,7 +156,10 @@ impl NoiseDenoise<'_> {
 /// # Errors
 /// Fails on dim = 0 or a non-positive ‖μ‖.
 pub fn symmetric_pair(mu_norm: f64, dim: usize) -> Result<Mixture> {
-    ensure!(mu_norm.is_finite() && mu_norm > 0.0, "‖μ‖ must be positive, got {mu_norm}");
+    ensure!(
+        mu_norm.is_finite() && mu_norm > 0.0,
+        "‖μ‖ must be positive, got {mu_norm}"
+    );
     ensure!(dim > 0, "dimension must be positive");
     let mut means = vec![0.0; 2 * dim];
     means[0] = mu_norm;
@@ -172,7 +194,15 @@ mod tests {
 
     fn stay(process: Process, dim: usize, t_hat: f64, n: usize, steps: usize) -> f64 {
         let gmm = symmetric_pair(4.0, dim).unwrap();
-        let run = NoiseDenoise { mixture: &gmm, start: &[0], t_hat, steps, process, seed: 2024, threads: 0 };
+        let run = NoiseDenoise {
+            mixture: &gmm,
+            start: &[0],
+            t_hat,
+            steps,
+            process,
+            seed: 2024,
+            threads: 0,
+        };
         run.run(n, None).unwrap().fractions(2)[0]
     }
 
@@ -183,10 +213,16 @@ mod tests {
             let s = 4.0 * f64::exp(-t_hat);
             let sde = stay(Process::Sde, 2, t_hat, 10_000, 400);
             let exact_side = p_stay_sde_side(4.0, t_hat).unwrap();
-            assert!((sde - exact_side).abs() < 0.02, "SDE t̂ = {t_hat}: {sde} vs {exact_side}");
+            assert!(
+                (sde - exact_side).abs() < 0.02,
+                "SDE t̂ = {t_hat}: {sde} vs {exact_side}"
+            );
             assert!((sde - p_stay(Process::Sde, s)).abs() < 0.02);
             let ode = stay(Process::Ode, 2, t_hat, 10_000, 400);
-            assert!((ode - p_stay(Process::Ode, s)).abs() < 0.02, "ODE t̂ = {t_hat}: {ode}");
+            assert!(
+                (ode - p_stay(Process::Ode, s)).abs() < 0.02,
+                "ODE t̂ = {t_hat}: {ode}"
+            );
         }
     }
 
@@ -196,16 +232,33 @@ mod tests {
             let sde = stay(Process::Sde, 50, t_hat, 4_000, 400);
             let exact = p_stay_sde_side(4.0, t_hat).unwrap();
             // 4000 paths: SE ≤ 0.008; allow ±0.03 (3.75 SE).
-            assert!((sde - exact).abs() < 0.03, "d = 50, t̂ = {t_hat}: {sde} vs {exact}");
+            assert!(
+                (sde - exact).abs() < 0.03,
+                "d = 50, t̂ = {t_hat}: {sde} vs {exact}"
+            );
         }
     }
 
     #[test]
     fn same_bits_for_any_thread_count() {
         let gmm = symmetric_pair(2.0, 3).unwrap();
-        let mk = |threads| NoiseDenoise { mixture: &gmm, start: &[0], t_hat: 1.0, steps: 50, process: Process::Sde, seed: 1, threads };
-        assert_eq!(mk(1).run(200, None).unwrap().finals, mk(2).run(200, None).unwrap().finals);
-        let bad = NoiseDenoise { t_hat: 0.0, ..mk(1) };
+        let mk = |threads| NoiseDenoise {
+            mixture: &gmm,
+            start: &[0],
+            t_hat: 1.0,
+            steps: 50,
+            process: Process::Sde,
+            seed: 1,
+            threads,
+        };
+        assert_eq!(
+            mk(1).run(200, None).unwrap().finals,
+            mk(2).run(200, None).unwrap().finals
+        );
+        let bad = NoiseDenoise {
+            t_hat: 0.0,
+            ..mk(1)
+        };
         assert!(bad.run(1, None).is_err());
     }
 
@@ -213,20 +266,37 @@ mod tests {
     fn hierarchy_plateau_and_limits() {
         let gmm = hierarchy_mixture().unwrap();
         let run = |t_hat: f64| {
-            NoiseDenoise { mixture: &gmm, start: &[0], t_hat, steps: 600, process: Process::Sde, seed: 3, threads: 0 }
-                .run(4_000, None)
-                .unwrap()
-                .fractions(3)
+            NoiseDenoise {
+                mixture: &gmm,
+                start: &[0],
+                t_hat,
+                steps: 600,
+                process: Process::Sde,
+                seed: 3,
+                threads: 0,
+            }
+            .run(4_000, None)
+            .unwrap()
+            .fractions(3)
         };
         // At t̂ → 0 the label of a component-1 draw is 1 with probability Φ(0.5) = 0.691.
         let early = run(1e-3);
-        assert!((early[0] - normal_cdf(0.5)).abs() < 0.03 && early[2] == 0.0, "{early:?}");
+        assert!(
+            (early[0] - normal_cdf(0.5)).abs() < 0.03 && early[2] == 0.0,
+            "{early:?}"
+        );
         // Plateau between the windows (T_lower ≈ 1.38 < t̂ < T_upper ≈ 2.27): 50/50 within the pair.
         let mid = run(2.0);
-        assert!((mid[0] - 0.5).abs() < 0.03 && (mid[1] - 0.5).abs() < 0.03 && mid[2] < 0.01, "{mid:?}");
+        assert!(
+            (mid[0] - 0.5).abs() < 0.03 && (mid[1] - 0.5).abs() < 0.03 && mid[2] < 0.01,
+            "{mid:?}"
+        );
         // Fully mixed at t̂ = 6 (≫ ln 25): ≈ 1/3 each.
         let late = run(6.0);
-        assert!(late.iter().all(|f| (f - 1.0 / 3.0).abs() < 0.035), "{late:?}");
+        assert!(
+            late.iter().all(|f| (f - 1.0 / 3.0).abs() < 0.035),
+            "{late:?}"
+        );
     }
 
     #[test]

@@ -31,8 +31,16 @@ impl PairGeometry {
     /// Fails for anisotropic or single-component mixtures.
     pub fn of(m: &crate::data::Mixture) -> Result<Self> {
         let gmm = Mixture::from_data(m)?;
-        ensure!(gmm.components() >= 2, "'{}' has a single component: no neighbour to switch to", m.name());
-        Ok(Self { name: m.name().to_string(), spacing: gmm.min_spacing(), sigma: gmm.std(0) })
+        ensure!(
+            gmm.components() >= 2,
+            "'{}' has a single component: no neighbour to switch to",
+            m.name()
+        );
+        Ok(Self {
+            name: m.name().to_string(),
+            spacing: gmm.min_spacing(),
+            sigma: gmm.std(0),
+        })
     }
 }
 
@@ -41,7 +49,10 @@ impl PairGeometry {
 /// # Errors
 /// Never in practice (built-in definitions).
 pub fn paper_sets() -> Result<Vec<PairGeometry>> {
-    [Named::Gauss1d3, Named::Grid25, Named::Grid25Rot].iter().map(|n| PairGeometry::of(&n.mixture()?)).collect()
+    [Named::Gauss1d3, Named::Grid25, Named::Grid25Rot]
+        .iter()
+        .map(|n| PairGeometry::of(&n.mixture()?))
+        .collect()
 }
 
 /// One entry of the last-switch table.
@@ -55,22 +66,37 @@ pub struct LastSwitch {
 
 /// P_stay of the exact SDE started at step τ for `geom` under `alpha_bars` (full schedule).
 pub fn p_stay_at(geom: &PairGeometry, alpha_bar: f64) -> f64 {
-    p_stay(Process::Sde, whitened_half_gap(alpha_bar.sqrt(), geom.spacing / 2.0, geom.sigma))
+    p_stay(
+        Process::Sde,
+        whitened_half_gap(alpha_bar.sqrt(), geom.spacing / 2.0, geom.sigma),
+    )
 }
 
 /// The last-switch steps of `geom` for each target probability under `betas` with T steps.
 ///
 /// # Errors
 /// Fails on an invalid schedule or a target outside (½, 1).
-pub fn last_switch(geom: &PairGeometry, betas: &Betas, train_steps: usize, targets: &[f64]) -> Result<Vec<LastSwitch>> {
-    ensure!(targets.iter().all(|p| *p > 0.5 && *p < 1.0), "targets must lie in (½, 1)");
+pub fn last_switch(
+    geom: &PairGeometry,
+    betas: &Betas,
+    train_steps: usize,
+    targets: &[f64],
+) -> Result<Vec<LastSwitch>> {
+    ensure!(
+        targets.iter().all(|p| *p > 0.5 && *p < 1.0),
+        "targets must lie in (½, 1)"
+    );
     let alpha_bars = betas.alpha_bars(train_steps)?;
     let stays: Vec<f64> = alpha_bars.iter().map(|&ab| p_stay_at(geom, ab)).collect();
     Ok(targets
         .iter()
         .map(|&p| {
             let tau = stays.iter().rposition(|&s| s >= p);
-            LastSwitch { p, tau, t_ou: tau.map(|t| ou_time(alpha_bars[t])) }
+            LastSwitch {
+                p,
+                tau,
+                t_ou: tau.map(|t| ou_time(alpha_bars[t])),
+            }
         })
         .collect())
 }

@@ -1,0 +1,395 @@
+//! The image experiments of Aithal et al. 2024 on the CPU U-Net (papers.md §1.4, §7 D3,
+//! D5, D6; the paper's image setups are *not published*, so every size here is ours and
+//! logged in the report):
+//!
+//! - [`hallucination_vs_size`]: fraction of generated Simple Shapes images with two shapes
+//!   in one column (D3) against the training-set size;
+//! - [`filter_experiment`]: Hal's ROC AUC and D5 operating point (τ at 96% of in-support
+//!   calibration samples kept; removed vs kept on the test half);
+//! - [`recursive`]: 5 generations, each a fresh model trained on the previous one's
+//!   samples; draw 1.025N and keep N by Hal (lowest), at random, or the first N
+//!   (unfiltered). Shapes: % hallucinated; digits: Fréchet distance on the penultimate
+//!   features of a classifier trained once on the real digits, and the entropy of its class
+//!   histogram. Generation 0 (trained on real data) is shared by the three variants, and
+//!   generation g uses the same seeds in every variant (common random numbers).
+//!
+//! Each run writes PNG grids of samples and a JSON report under its output directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail, ensure};
+use rand_core::Rng;
+use serde::Serialize;
+
+use mirage_core::noise::chacha_stream;
+
+use super::classifier::{Classifier, class_entropy};
+use super::digits::{DIGITS_SIDE, load_digits};
+use super::frechet::frechet_distance;
+use super::label::{ShapesSummary, StripGeometry, label_batch};
+use super::png::write_grid;
+use super::shapes::ShapesSet;
+use super::unet::UnetConfig;
+use super::unet::file::UnetModel;
+use super::unet::sample::{UnetSampleConfig, UnetSamples, sample};
+use super::unet::train::{UnetTrainConfig, train};
+use crate::io::atomic::write_atomic;
+use crate::metrics::{D5Config, D5Report, score_d5};
+
+/// Which image set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageDataset {
+    /// Simple Shapes (generated; labelled by D3).
+    Shapes,
+    /// UCI 8×8 handwritten digits (cached by `mirage images fetch-digits`).
+    Digits,
+}
+
+/// Everything an experiment needs; logged in its report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExperimentConfig {
+    /// Image set.
+    pub dataset: ImageDataset,
+    /// Training images (shapes: generated; digits: the first n, 0 = all 1,797).
+    pub train_size: usize,
+    /// Network shape (its `side` is the image side).
+    pub net: UnetConfig,
+    /// Training settings (its seed is the master seed).
+    pub train: UnetTrainConfig,
+    /// Sampling settings.
+    pub sample: UnetSampleConfig,
+    /// Output directory.
+    #[serde(skip)]
+    pub out_dir: PathBuf,
+}
+
+/// A training set: images `[n][side²]` on [−1, 1], labels for digits.
+pub struct TrainingSet {
+    /// Images.
+    pub images: Vec<f32>,
+    /// Digit labels (digits only).
+    pub labels: Option<Vec<u8>>,
+}
+
+/// Loads `n` training images of `dataset` at side `side` (shapes: 64 or 32; digits: 8).
+///
+/// # Errors
+/// Bad side, generation errors, digits not cached.
+pub fn load_training(dataset: ImageDataset, n: usize, side: usize, seed: u64) -> Result<TrainingSet> {
+    match dataset {
+        ImageDataset::Shapes => Ok(TrainingSet { images: ShapesSet::generate(n, seed)?.to_unit(side)?, labels: None }),
+        ImageDataset::Digits => {
+            ensure!(side == DIGITS_SIDE, "digits are {DIGITS_SIDE}×{DIGITS_SIDE}; --side must be {DIGITS_SIDE}, not {side}");
+            let set = load_digits()?;
+            let n = if n == 0 { set.labels.len() } else { n.min(set.labels.len()) };
+            Ok(TrainingSet { images: set.images[..n * side * side].to_vec(), labels: Some(set.labels[..n].to_vec()) })
+        }
+    }
+}
+
+fn seed_for(master: u64, what: u64, generation: u64) -> u64 {
+    chacha_stream(master, (what << 32) | generation).next_u64()
+}
+
+fn train_model(cfg: &ExperimentConfig, data: &[f32], seed: u64, tag: &str) -> Result<UnetModel> {
+    let n = data.len() / cfg.net.dim();
+    eprintln!("[{tag}] training on {n} images: {} steps × batch {}", cfg.train.steps, cfg.train.batch);
+    let every = (cfg.train.steps / 10).max(1);
+    let mut window = 0.0;
+    let model = train(cfg.net, data, &UnetTrainConfig { seed, ..cfg.train }, |step, loss| {
+        window += loss;
+        if (step + 1) % every == 0 {
+            eprintln!("[{tag}]   step {:>6}  loss {:.4}", step + 1, window / every as f64);
+            window = 0.0;
+        }
+    })?;
+    model.save(&cfg.out_dir.join(format!("model_{tag}.mru")))?;
+    Ok(model)
+}
+
+fn draw(cfg: &ExperimentConfig, model: &UnetModel, n: usize, seed: u64, tag: &str) -> Result<UnetSamples> {
+    eprintln!("[{tag}] sampling {n} images × {} steps", cfg.sample.steps);
+    sample(model, n, &UnetSampleConfig { seed, ..cfg.sample }, |_| {})
+}
+
+fn shapes_summary(cfg: &ExperimentConfig, images: &[f32]) -> Result<ShapesSummary> {
+    Ok(ShapesSummary::of(&label_batch(images, &StripGeometry::for_side(cfg.net.side)?)?))
+}
+
+/// One row of [`hallucination_vs_size`].
+#[derive(Clone, Debug, Serialize)]
+pub struct SizeRow {
+    /// Training images.
+    pub train_size: usize,
+    /// Labelled samples.
+    pub summary: ShapesSummary,
+    /// Fraction hallucinated.
+    pub hallucinated_fraction: f64,
+    /// Median Hal.
+    pub hal_median: f64,
+}
+
+fn median(v: &[f32]) -> f64 {
+    let mut s: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
+    s.sort_by(f64::total_cmp);
+    s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Shapes only: trains one model per training-set size and labels `samples` draws of each.
+///
+/// # Errors
+/// Digits (no labeller), or any training/sampling error.
+pub fn hallucination_vs_size(cfg: &ExperimentConfig, sizes: &[usize], samples: usize) -> Result<Vec<SizeRow>> {
+    ensure!(cfg.dataset == ImageDataset::Shapes, "the hallucination-vs-size experiment needs the shapes labeller: use --dataset shapes");
+    let mut rows = Vec::new();
+    for &size in sizes {
+        let data = load_training(cfg.dataset, size, cfg.net.side, cfg.train.seed)?;
+        let tag = format!("n{size}");
+        let model = train_model(cfg, &data.images, seed_for(cfg.train.seed, 1, 0), &tag)?;
+        let s = draw(cfg, &model, samples, seed_for(cfg.train.seed, 2, 0), &tag)?;
+        write_grid(&cfg.out_dir.join(format!("samples_{tag}.png")), &s.images, cfg.net.side, 8, 2)?;
+        let summary = shapes_summary(cfg, &s.images)?;
+        eprintln!("[{tag}] hallucinated {}/{} ({:.2}%), empty {}, malformed {}", summary.hallucinated, summary.n, 100.0 * summary.hallucinated_fraction(), summary.empty, summary.with_malformed);
+        rows.push(SizeRow { train_size: size, hallucinated_fraction: summary.hallucinated_fraction(), summary, hal_median: median(&s.hal) });
+    }
+    write_report(&cfg.out_dir, "hallucination", cfg, &rows)?;
+    Ok(rows)
+}
+
+/// Result of [`filter_experiment`].
+#[derive(Clone, Debug, Serialize)]
+pub struct FilterReport {
+    /// Label totals over all samples.
+    pub summary: ShapesSummary,
+    /// D5 scoring of Hal (τ, TPR/TNR, AUROC, AUPRC, ROC).
+    pub d5: D5Report,
+    /// Fraction of test-half hallucinations removed at τ (= TPR).
+    pub removed_hallucinated: Option<f64>,
+    /// Fraction of test-half in-support samples kept at τ (= TNR).
+    pub kept_in_support: Option<f64>,
+}
+
+/// Shapes only: trains (or loads) a model, draws `samples` images, labels them and scores
+/// Hal by D5. Writes the 64 lowest- and highest-Hal samples as grids.
+///
+/// # Errors
+/// Digits, or any training/sampling/scoring error.
+pub fn filter_experiment(cfg: &ExperimentConfig, samples: usize, model_path: Option<&Path>) -> Result<FilterReport> {
+    ensure!(cfg.dataset == ImageDataset::Shapes, "the filter experiment scores Hal against D3 labels: use --dataset shapes");
+    let model = match model_path {
+        Some(p) => UnetModel::load(p)?,
+        None => {
+            let data = load_training(cfg.dataset, cfg.train_size, cfg.net.side, cfg.train.seed)?;
+            train_model(cfg, &data.images, seed_for(cfg.train.seed, 1, 0), "filter")?
+        }
+    };
+    ensure!(model.config.side == cfg.net.side, "model side {} differs from --side {}", model.config.side, cfg.net.side);
+    let s = draw(cfg, &model, samples, seed_for(cfg.train.seed, 2, 0), "filter")?;
+    let labels = label_batch(&s.images, &StripGeometry::for_side(cfg.net.side)?)?;
+    let summary = ShapesSummary::of(&labels);
+    let flags: Vec<bool> = labels.iter().map(|l| l.hallucinated).collect();
+    let d5 = score_d5(&s.hal, &flags, &D5Config::PAPER)?;
+    let d = cfg.net.dim();
+    let mut order: Vec<usize> = (0..s.hal.len()).collect();
+    order.sort_by(|&a, &b| s.hal[a].total_cmp(&s.hal[b]));
+    let pick = |idx: &mut dyn Iterator<Item = &usize>| -> Vec<f32> { idx.take(64).flat_map(|&i| s.images[i * d..][..d].to_vec()).collect() };
+    write_grid(&cfg.out_dir.join("lowest_hal.png"), &pick(&mut order.iter()), cfg.net.side, 8, 2)?;
+    write_grid(&cfg.out_dir.join("highest_hal.png"), &pick(&mut order.iter().rev()), cfg.net.side, 8, 2)?;
+    let report = FilterReport { summary, removed_hallucinated: d5.tpr, kept_in_support: d5.tnr, d5 };
+    write_report(&cfg.out_dir, "filter", cfg, &report)?;
+    Ok(report)
+}
+
+/// How each generation's 1.025N draws are cut to N.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FilterKind {
+    /// The first N (no filter).
+    None,
+    /// A uniform N (ChaCha), in index order.
+    Random,
+    /// The N lowest Hal, in ascending-Hal order.
+    Hal,
+}
+
+/// One generation of one variant in [`recursive`].
+#[derive(Clone, Debug, Serialize)]
+pub struct GenerationRow {
+    /// Filter variant.
+    pub variant: FilterKind,
+    /// Generation (0 = trained on real data).
+    pub generation: usize,
+    /// Images drawn (1.025N).
+    pub drawn: usize,
+    /// Images kept (N), the next generation's training set.
+    pub kept: usize,
+    /// Shapes: hallucinated fraction of all draws.
+    pub drawn_hallucinated: Option<f64>,
+    /// Shapes: hallucinated fraction of the kept set.
+    pub kept_hallucinated: Option<f64>,
+    /// Digits: Fréchet distance (classifier features) of all draws to the real digits.
+    pub drawn_frechet: Option<f64>,
+    /// Digits: the same for the kept set.
+    pub kept_frechet: Option<f64>,
+    /// Digits: class-histogram entropy (nats) of the kept set (ln 10 = 2.303 balanced).
+    pub kept_entropy: Option<f64>,
+    /// Median Hal of the draws.
+    pub hal_median: f64,
+}
+
+fn keep_indices(kind: FilterKind, hal: &[f32], keep: usize, seed: u64) -> Vec<usize> {
+    let n = hal.len();
+    match kind {
+        FilterKind::None => (0..keep).collect(),
+        FilterKind::Random => {
+            let mut idx: Vec<usize> = (0..n).collect();
+            let mut rng = chacha_stream(seed, 0x6669_6c74);
+            for i in 0..keep {
+                let j = i + ((u64::from(rng.next_u32()) * (n - i) as u64) >> 32) as usize;
+                idx.swap(i, j);
+            }
+            let mut kept = idx[..keep].to_vec();
+            kept.sort_unstable();
+            kept
+        }
+        FilterKind::Hal => {
+            let mut idx: Vec<usize> = (0..n).collect();
+            idx.sort_by(|&a, &b| hal[a].total_cmp(&hal[b]).then(a.cmp(&b)));
+            idx.truncate(keep);
+            idx
+        }
+    }
+}
+
+/// Runs `generations` generations for each variant in `variants` (see the module docs).
+///
+/// # Errors
+/// Any training/sampling/metric error.
+pub fn recursive(cfg: &ExperimentConfig, generations: usize, variants: &[FilterKind]) -> Result<Vec<GenerationRow>> {
+    ensure!(generations >= 1 && !variants.is_empty(), "need at least one generation and one variant");
+    let real = load_training(cfg.dataset, cfg.train_size, cfg.net.side, cfg.train.seed)?;
+    let d = cfg.net.dim();
+    let n = real.images.len() / d;
+    let drawn = (n * 1025).div_ceil(1000);
+    let classifier = match &real.labels {
+        Some(labels) => {
+            let c = Classifier::train(&real.images, labels, d, 60, seed_for(cfg.train.seed, 5, 0))?;
+            let (_, cls) = c.features_and_classes(&real.images)?;
+            let acc = cls.iter().zip(labels).filter(|(a, b)| a == b).count() as f64 / n as f64;
+            eprintln!("[classifier] training accuracy {:.3}", acc);
+            Some(c)
+        }
+        None => None,
+    };
+    let real_features = match &classifier {
+        Some(c) => Some(c.features_and_classes(&real.images)?.0),
+        None => None,
+    };
+    let metrics = |images: &[f32]| -> Result<(Option<f64>, Option<f64>, Option<f64>)> {
+        match (&classifier, &real_features) {
+            (Some(c), Some(rf)) => {
+                let (f, cls) = c.features_and_classes(images)?;
+                Ok((None, Some(frechet_distance(&f, rf, super::classifier::FEATURES)?), Some(class_entropy(&cls))))
+            }
+            _ => Ok((Some(shapes_summary(cfg, images)?.hallucinated_fraction()), None, None)),
+        }
+    };
+    let mut rows = Vec::new();
+    let mut g0: Option<UnetSamples> = None;
+    for &variant in variants {
+        let mut data = real.images.clone();
+        for g in 0..generations {
+            let tag = format!("{variant:?}_g{g}").to_lowercase();
+            let s = match (&g0, g) {
+                (Some(s), 0) => s.clone(),
+                _ => {
+                    let model = train_model(cfg, &data, seed_for(cfg.train.seed, 1, g as u64), &tag)?;
+                    let s = draw(cfg, &model, drawn, seed_for(cfg.train.seed, 2, g as u64), &tag)?;
+                    if g == 0 {
+                        g0 = Some(s.clone());
+                    }
+                    s
+                }
+            };
+            write_grid(&cfg.out_dir.join(format!("samples_{tag}.png")), &s.images, cfg.net.side, 8, if d <= 64 { 4 } else { 2 })?;
+            let kept = keep_indices(variant, &s.hal, n, seed_for(cfg.train.seed, 3, g as u64));
+            let kept_images: Vec<f32> = kept.iter().flat_map(|&i| s.images[i * d..][..d].to_vec()).collect();
+            let (dh, df, _) = metrics(&s.images)?;
+            let (kh, kf, ke) = metrics(&kept_images)?;
+            let row = GenerationRow { variant, generation: g, drawn, kept: n, drawn_hallucinated: dh, kept_hallucinated: kh, drawn_frechet: df, kept_frechet: kf, kept_entropy: ke, hal_median: median(&s.hal) };
+            eprintln!("[{tag}] {}", serde_json::to_string(&row)?);
+            rows.push(row);
+            data = kept_images;
+        }
+    }
+    write_report(&cfg.out_dir, "recursive", cfg, &rows)?;
+    Ok(rows)
+}
+
+fn write_report<T: Serialize>(dir: &Path, name: &str, cfg: &ExperimentConfig, result: &T) -> Result<()> {
+    let json = serde_json::json!({ "experiment": name, "config": cfg, "result": result });
+    write_atomic(&dir.join(format!("{name}.json")), serde_json::to_string_pretty(&json)?.as_bytes())
+}
+
+/// Parses "500,2000,5000".
+///
+/// # Errors
+/// Empty or non-numeric entries.
+pub fn parse_sizes(text: &str) -> Result<Vec<usize>> {
+    let sizes: Vec<usize> = text.split(',').map(|s| s.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|e| anyhow::anyhow!("--sizes {text:?}: {e}"))?;
+    if sizes.is_empty() || sizes.contains(&0) {
+        bail!("--sizes needs positive comma-separated counts");
+    }
+    Ok(sizes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_keep_the_right_sets() {
+        let hal = [0.5f32, 0.1, 0.9, 0.3, 0.2];
+        assert_eq!(keep_indices(FilterKind::None, &hal, 3, 1), vec![0, 1, 2]);
+        assert_eq!(keep_indices(FilterKind::Hal, &hal, 3, 1), vec![1, 4, 3]);
+        let r = keep_indices(FilterKind::Random, &hal, 3, 1);
+        assert_eq!(r.len(), 3);
+        assert!(r.windows(2).all(|w| w[0] < w[1]) && r.iter().all(|&i| i < 5));
+        // Over many seeds each index is kept with probability 3/5.
+        let mut counts = [0usize; 5];
+        for seed in 0..2000 {
+            for i in keep_indices(FilterKind::Random, &hal, 3, seed) {
+                counts[i] += 1;
+            }
+        }
+        for c in counts {
+            assert!((c as f64 / 2000.0 - 0.6).abs() < 0.05, "{counts:?}");
+        }
+        assert_eq!(parse_sizes("5, 10").unwrap(), vec![5, 10]);
+        assert!(parse_sizes("5,x").is_err() && parse_sizes("0").is_err());
+    }
+
+    #[test]
+    fn a_tiny_pipeline_runs_end_to_end_and_is_seeded() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ExperimentConfig {
+            dataset: ImageDataset::Shapes,
+            train_size: 16,
+            net: UnetConfig { side: 32, c1: 4, c2: 4, temb_dim: 4, time_width: 4, groups: 2 },
+            train: UnetTrainConfig { steps: 2, batch: 4, lr: 1e-3, seed: 3, train_steps: 100, beta: (1e-4, 0.02) },
+            sample: UnetSampleConfig { steps: 4, window: 3, batch: 3, seed: 0, first_sample: 0 },
+            out_dir: dir.path().to_path_buf(),
+        };
+        let rows = recursive(&cfg, 2, &[FilterKind::Hal, FilterKind::None]).unwrap();
+        assert_eq!(rows.len(), 4);
+        // Generation 0 is shared by both variants: same draws, same hallucination rate.
+        assert_eq!(rows[0].drawn_hallucinated, rows[2].drawn_hallucinated);
+        assert_eq!(rows[0].hal_median, rows[2].hal_median);
+        assert_eq!(rows[0].drawn, 17);
+        assert!(dir.path().join("recursive.json").exists() && dir.path().join("samples_hal_g1.png").exists());
+        let again = recursive(&cfg, 1, &[FilterKind::Hal]).unwrap();
+        assert_eq!(again[0].hal_median, rows[0].hal_median);
+        assert!(hallucination_vs_size(&ExperimentConfig { dataset: ImageDataset::Digits, ..cfg.clone() }, &[4], 2).is_err());
+    }
+}
