@@ -7,16 +7,20 @@
 //! - [`Hal`] / [`HalSingle`]: Hal(x) = (1/D) Σ_d (1/K) Σ_j (x̂0_{j,d} − mean_d)², the
 //!   population variance of x̂0 over the window averaged over coordinates (Aithal et al.
 //!   2024, papers.md §1.2), streamed with a shifted Welford update (§1.3.5);
-//! - [`PathLength`]: L = Σ_{t=0}^{K−2} ‖x̂0^{(t)} − x̂0^{(t+1)}‖₂ (papers.md §9 D15).
+//! - [`PathLength`]: L = Σ_{t=0}^{K−2} ‖x̂0^{(t)} − x̂0^{(t+1)}‖₂ (papers.md §9 D15);
+//! - [`PosteriorVariance`]: the Tweedie posterior-variance score tr ∂x̂0/∂x_t (and ‖J‖_F) at
+//!   a set of final steps, from the denoiser's forward-mode JVP (papers.md §9 D11–D14).
 //!
 //! A sample is flagged when its score exceeds the threshold τ calibrated on the host
 //! (papers.md §7 D5) or is not finite: [`flagged`].
 
 mod hal;
 mod path_length;
+pub mod posterior_variance;
 
 pub use hal::{Hal, HalSingle};
 pub use path_length::PathLength;
+pub use posterior_variance::{PostVarConfig, PosteriorVariance, Scale, StepSet, TraceEstimator};
 
 use crate::Error;
 

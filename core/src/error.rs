@@ -60,7 +60,9 @@ impl fmt::Display for Error {
             Self::Misaligned => f.write_str("model file data not 4-byte aligned"),
             Self::ShapeMismatch(what) => write!(f, "shape mismatch in model file: {what}"),
             Self::NonFiniteWeight(what) => write!(f, "NaN or infinite weight in tensor {what}"),
-            Self::BadDimension(what) => write!(f, "zero or oversized dimension in model file: {what}"),
+            Self::BadDimension(what) => {
+                write!(f, "zero or oversized dimension in model file: {what}")
+            }
         }
     }
 }

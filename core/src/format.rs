@@ -144,6 +144,9 @@ impl ModelKind {
 }
 
 /// The parsed weight section, one variant per [`ModelKind`].
+// The fixed-point variant borrows ~30 slices; without alloc it cannot be boxed, and the value
+// is built once per parse, so the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug)]
 pub enum ModelWeights<'a> {
@@ -370,7 +373,9 @@ impl<'a> ModelFile<'a> {
     pub fn mlp(&self) -> Result<Mlp<'a>, Error> {
         match self.weights {
             ModelWeights::MlpF32(mlp) => Ok(mlp),
-            ModelWeights::MlpQuant(_) => Err(Error::Unsupported("fixed-point model: use quant_mlp()")),
+            ModelWeights::MlpQuant(_) => {
+                Err(Error::Unsupported("fixed-point model: use quant_mlp()"))
+            }
         }
     }
 
@@ -453,7 +458,9 @@ fn write_sections(
         }
         (Some(kind), WeightsIn::Bytes(bytes)) => section::validate(&header.shape, kind, bytes)?,
         (None, WeightsIn::Bytes(_)) => {
-            return Err(Error::InvalidParameter("write_quant_model needs a q8/q16 header kind"));
+            return Err(Error::InvalidParameter(
+                "write_quant_model needs a q8/q16 header kind",
+            ));
         }
         (Some(_), WeightsIn::F32(_)) => {
             return Err(Error::InvalidParameter(

@@ -34,18 +34,16 @@ pub mod schedule;
 pub mod trajectory;
 
 pub use denoiser::Denoiser;
-pub use detector::{Detector, Hal, HalSingle, PathLength};
+pub use detector::{Detector, Hal, HalSingle, PathLength, PosteriorVariance};
 pub use error::Error;
-pub use format::{
-    ModelFile, ModelHeader, ModelKind, encoded_len, write_model, write_quant_model,
-};
+pub use format::{ModelFile, ModelHeader, ModelKind, encoded_len, write_model, write_quant_model};
 pub use gmm::{ExactGmm, MAX_COMPONENTS};
 pub use mlp::{Mlp, MlpShape, Tap, TensorSpec, TimeCachedMlp};
-pub use quant::{QuantKind, QuantMlp};
 pub use noise::{
     STREAM_INIT, STREAM_PROBE, STREAM_STEP, chacha_stream, fill_normals, normal, philox4x32_10,
     rademacher,
 };
+pub use quant::{QuantKind, QuantMlp};
 pub use sampler::{Clip, EpsilonScaling, Method, Prediction, SamplerConfig, Variance, step};
 pub use schedule::{
     BetaSchedule, Schedule, Spacing, StepCoefs, TABLE_COUNT, Table, compute_tables, table_len,

@@ -118,7 +118,10 @@ mod tests {
     fn transcendentals_match_f64() {
         let xs = [-3.0f32, -1.0, -0.5, 0.0, 0.25, 1.0, 2.5, 3.1];
         for &x in &xs {
-            assert!((exp(x) - (x as f64).exp() as f32).abs() / (x as f64).exp() as f32 <= MAX_ERROR * 4.0);
+            assert!(
+                (exp(x) - (x as f64).exp() as f32).abs() / (x as f64).exp() as f32
+                    <= MAX_ERROR * 4.0
+            );
             assert!((sin(x) - (x as f64).sin() as f32).abs() <= MAX_ERROR);
             assert!((cos(x) - (x as f64).cos() as f32).abs() <= MAX_ERROR);
             if x > 0.0 {

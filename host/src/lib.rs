@@ -8,10 +8,13 @@
 pub mod analysis;
 pub mod cmd;
 pub mod data;
+pub mod detect;
+pub mod experiments;
 pub mod images;
 pub mod io;
 pub mod label;
 pub mod metrics;
 pub mod plot;
+pub mod quant;
 pub mod sample;
 pub mod train;

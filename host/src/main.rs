@@ -29,6 +29,12 @@ enum Command {
     Windows(cmd::windows::WindowsArgs),
     /// Log-density ridge: error-injection toy phases, SCMS ridge of a grid, model hallucinations.
     Ridge(cmd::ridge::RidgeArgs),
+    /// Post-training quantisation of an f32 .mrg to q8/q16 fixed point, with a per-layer error report.
+    Quantize(cmd::quantize::QuantizeArgs),
+    /// Hallucination rate (D1/D2) vs training-set size and training steps, against the exact denoiser.
+    Hallucination(cmd::hallucination::HallucinationArgs),
+    /// Every detector (Hal, path length, posterior variance, k-NN) scored by D5: table, ROC, by-step AUROC.
+    Filter(cmd::filter::FilterArgs),
 }
 
 fn main() {
@@ -41,6 +47,9 @@ fn main() {
         Command::Es(args) => cmd::es::run(&args),
         Command::Windows(args) => cmd::windows::run(&args),
         Command::Ridge(args) => cmd::ridge::run(&args),
+        Command::Quantize(args) => cmd::quantize::run(&args),
+        Command::Hallucination(args) => cmd::hallucination::run(&args),
+        Command::Filter(args) => cmd::filter::run(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

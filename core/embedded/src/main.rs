@@ -106,8 +106,13 @@ mod stack {
         top
     }
 
-    /// Bytes of the painted region that were overwritten (deepest non-pattern word), plus
-    /// the frames above it at paint time.
+    unsafe extern "C" {
+        /// The initial stack pointer (top of RAM), defined by cortex-m-rt's link.x.
+        static _stack_start: u32;
+    }
+
+    /// Stack bytes used since reset: from the initial stack pointer down to the deepest
+    /// painted word that was overwritten.
     pub fn high_water(top: usize, bytes: usize) -> usize {
         let bottom = top - bytes;
         let mut addr = bottom;
@@ -118,9 +123,8 @@ mod stack {
             }
             addr += 4;
         }
-        let stack_start = cortex_m_rt::heap_start() as usize; // unused: kept for the doc below
-        let _ = stack_start;
-        top - addr + 256
+        let start = core::ptr::addr_of!(_stack_start) as usize;
+        start - addr
     }
 }
 

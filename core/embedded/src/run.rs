@@ -41,7 +41,9 @@ pub fn run<W: Write>(bytes: &[u8], n: u32, out: &mut W) -> Result<(), Error> {
         Net::Fixed(q) => q,
     };
     if den.dim() != DIM {
-        return Err(Error::BadDimension("the embedded example is built for dim 2"));
+        return Err(Error::BadDimension(
+            "the embedded example is built for dim 2",
+        ));
     }
     if trajectory_scratch_len(den.scratch_len(), DIM) > SCRATCH {
         return Err(Error::BufferTooSmall("embedded scratch"));
@@ -53,7 +55,17 @@ pub fn run<W: Write>(bytes: &[u8], n: u32, out: &mut W) -> Result<(), Error> {
     let mut hal = HalSingle::<DIM>::new(Hal::PAPER_WINDOW)?;
     for sample in 0..n {
         let (mut x, mut x0) = ([0.0f32; DIM], [0.0f32; DIM]);
-        sample_trajectory(den, &schedule, &cfg, SEED, sample, &mut x, &mut x0, &mut hal, &mut scratch)?;
+        sample_trajectory(
+            den,
+            &schedule,
+            &cfg,
+            SEED,
+            sample,
+            &mut x,
+            &mut x0,
+            &mut hal,
+            &mut scratch,
+        )?;
         let score = hal.score()?;
         let [a, b] = x;
         let flagged = u8::from(!threshold.is_nan() && Hal::flagged(score, threshold));

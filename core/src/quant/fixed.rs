@@ -201,7 +201,10 @@ mod tests {
             let r = isqrt(v);
             assert!(u128::from(r) * u128::from(r) <= u128::from(v));
             assert!(u128::from(r + 1) * u128::from(r + 1) > u128::from(v));
-            v = v.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407) >> (v % 40);
+            v = v
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407)
+                >> (v % 40);
             v = v.max(1);
         }
         assert_eq!(isqrt(0), 0);
@@ -211,11 +214,23 @@ mod tests {
 
     #[test]
     fn inv_sqrt_matches_f64() {
-        for &d in &[1u64, 2, 3, 1000, 123_456_789, 1 << 40, (1 << 61) + 12345, (1 << 62) - 1] {
+        for &d in &[
+            1u64,
+            2,
+            3,
+            1000,
+            123_456_789,
+            1 << 40,
+            (1 << 61) + 12345,
+            (1 << 62) - 1,
+        ] {
             let (inv, s) = inv_sqrt(d);
             let got = inv as f64 * 2f64.powi(s as i32 - 62);
             let want = 1.0 / (d as f64).sqrt();
-            assert!(((got - want) / want).abs() < 2f64.powi(-29), "d={d}: {got} vs {want}");
+            assert!(
+                ((got - want) / want).abs() < 2f64.powi(-29),
+                "d={d}: {got} vs {want}"
+            );
         }
     }
 
@@ -231,8 +246,12 @@ mod tests {
     #[test]
     fn dot_products_are_exact() {
         let w8: std::vec::Vec<i8> = (0..1500).map(|i| ((i * 37) % 255 - 127) as i8).collect();
-        let w16: std::vec::Vec<i16> = (0..1500).map(|i| ((i * 7919) % 65535 - 32767) as i16).collect();
-        let x: std::vec::Vec<i16> = (0..1500).map(|i| ((i * 104_729) % 65535 - 32767) as i16).collect();
+        let w16: std::vec::Vec<i16> = (0..1500)
+            .map(|i| ((i * 7919) % 65535 - 32767) as i16)
+            .collect();
+        let x: std::vec::Vec<i16> = (0..1500)
+            .map(|i| ((i * 104_729) % 65535 - 32767) as i16)
+            .collect();
         let want8: i64 = w8.iter().zip(&x).map(|(&a, &b)| a as i64 * b as i64).sum();
         let want16: i64 = w16.iter().zip(&x).map(|(&a, &b)| a as i64 * b as i64).sum();
         assert_eq!(i8::dot(&w8, &x), want8);
@@ -253,7 +272,9 @@ mod tests {
     #[test]
     fn layer_norm_matches_f64() {
         let n = 64usize;
-        let v: std::vec::Vec<i32> = (0..n).map(|i| ((i * i * 7919) % 200_001) as i32 - 100_000).collect();
+        let v: std::vec::Vec<i32> = (0..n)
+            .map(|i| ((i * i * 7919) % 200_001) as i32 - 100_000)
+            .collect();
         let gamma: std::vec::Vec<f64> = (0..n).map(|i| 0.5 + (i % 5) as f64 * 0.2).collect();
         let beta: std::vec::Vec<f64> = (0..n).map(|i| (i % 3) as f64 * 0.1 - 0.1).collect();
         let (s_in, s_out, eps) = (1e-5f64, 1e-4f64, 1e-5f64);
@@ -262,8 +283,16 @@ mod tests {
             .iter()
             .map(|g| (g * (n as f64).sqrt() / s_out * 2f64.powi(gs as i32)).round() as i32)
             .collect();
-        let bias: std::vec::Vec<i32> = beta.iter().map(|b| (b / s_out * 65536.0).round() as i32).collect();
-        let p = LnParams { eps: (eps / (s_in * s_in)).round() as u64, gain_shift: gs, gain: &gain, bias: &bias };
+        let bias: std::vec::Vec<i32> = beta
+            .iter()
+            .map(|b| (b / s_out * 65536.0).round() as i32)
+            .collect();
+        let p = LnParams {
+            eps: (eps / (s_in * s_in)).round() as u64,
+            gain_shift: gs,
+            gain: &gain,
+            bias: &bias,
+        };
         for leaky_relu in [false, true] {
             let mut out = std::vec![0i16; n];
             layer_norm(&v, &p, leaky_relu, &mut out);

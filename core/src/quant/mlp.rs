@@ -178,7 +178,12 @@ fn ints<T: bytemuck::Pod>(scratch: &mut [f32], n: usize) -> Result<&mut [T], Err
 
 /// `out[r] = f(r, Σ_j W[r, j]·x_j)` for every row.
 #[inline(always)]
-fn matvec<Wt: QuantWeight, O>(w: &[Wt], x: &[i16], out: &mut [O], mut f: impl FnMut(usize, i64) -> O) {
+fn matvec<Wt: QuantWeight, O>(
+    w: &[Wt],
+    x: &[i16],
+    out: &mut [O],
+    mut f: impl FnMut(usize, i64) -> O,
+) {
     if x.is_empty() {
         return;
     }

@@ -51,7 +51,13 @@ impl Ranges {
     ///
     /// # Errors
     /// As [`Mlp::time_bias`] and [`Mlp::forward_probed`]; [`Error::NonFinite`]`("x")`.
-    pub fn observe(&mut self, mlp: &Mlp<'_>, t: u32, x: &[f32], scratch: &mut [f32]) -> Result<(), Error> {
+    pub fn observe(
+        &mut self,
+        mlp: &Mlp<'_>,
+        t: u32,
+        x: &[f32],
+        scratch: &mut [f32],
+    ) -> Result<(), Error> {
         let shape = mlp.shape();
         let (d, w) = (shape.dim, shape.width);
         let (bias, rest) = scratch
@@ -217,7 +223,9 @@ pub fn quantize_into(
         // Second pass for the multipliers, now that the layer's shift is known.
         let two31 = 2_147_483_648.0f64;
         if max_m * 2.0 >= two31 {
-            return Err(Error::InvalidParameter("requantization scale ratio too large"));
+            return Err(Error::InvalidParameter(
+                "requantization scale ratio too large",
+            ));
         }
         let mut k = 1u32;
         while k < MAX_SHIFT && max_m * pow2(k + 1) < two31 - 1.0 {
@@ -260,9 +268,13 @@ pub fn quantize_into(
             gs += 1;
         }
         if max_g * pow2(gs) >= 2_147_483_648.0 {
-            return Err(Error::InvalidParameter("LayerNorm gain too large for its output scale"));
+            return Err(Error::InvalidParameter(
+                "LayerNorm gain too large for its output scale",
+            ));
         }
-        norm_meta[i] = (eps, gs);
+        if let Some(slot) = norm_meta.get_mut(i) {
+            *slot = (eps, gs);
+        }
         let g_out = gains.get_mut(i * w..i * w + w).ok_or(too_small)?;
         for (q, &g) in g_out.iter_mut().zip(tensor(gi)) {
             *q = clamp_i32(math::round_f64(f64::from(g) * sqrt_n / s_out * pow2(gs)));
@@ -273,8 +285,13 @@ pub fn quantize_into(
         }
     }
     let (mults, bias_q, gains, norm_bias) = (&*mults, &*bias_q, &*gains, &*norm_bias);
-    let requant: [(u32, &[i32], &[i32]); 5] =
-        core::array::from_fn(|i| (shifts.get(i).copied().unwrap_or(1), row_block(mults, i, w), row_block(bias_q, i, w)));
+    let requant: [(u32, &[i32], &[i32]); 5] = core::array::from_fn(|i| {
+        (
+            shifts.get(i).copied().unwrap_or(1),
+            row_block(mults, i, w),
+            row_block(bias_q, i, w),
+        )
+    });
     let norms_enc: [(u64, u32, &[i32], &[i32]); 3] = core::array::from_fn(|i| {
         let (eps, gs) = norm_meta.get(i).copied().unwrap_or((1, 0));
         (eps, gs, row_block(gains, i, w), row_block(norm_bias, i, w))

@@ -83,7 +83,15 @@ impl Scales {
 
     fn from_array(a: [f32; 7]) -> Self {
         let [x, temb, h, u, a1, a2, ao] = a;
-        Self { x, temb, h, u, a1, a2, ao }
+        Self {
+            x,
+            temb,
+            h,
+            u,
+            a1,
+            a2,
+            ao,
+        }
     }
 }
 
@@ -95,9 +103,9 @@ pub fn linear_shapes(shape: &MlpShape) -> [(usize, usize); 6] {
 
 /// Number of weights in the six matrices: WE + WD + 3W² + DW.
 pub fn weight_count(shape: &MlpShape) -> usize {
-    linear_shapes(shape)
-        .iter()
-        .fold(0usize, |acc, &(r, c)| acc.saturating_add(r.saturating_mul(c)))
+    linear_shapes(shape).iter().fold(0usize, |acc, &(r, c)| {
+        acc.saturating_add(r.saturating_mul(c))
+    })
 }
 
 /// Bytes of the weights part, padded to 4.
@@ -207,7 +215,12 @@ pub fn validate(shape: &MlpShape, kind: QuantKind, bytes: &[u8]) -> Result<(), E
         }
     }
     let pad_start = n.saturating_mul(kind.weight_bytes());
-    if weights.get(pad_start..).unwrap_or(&[]).iter().any(|&b| b != 0) {
+    if weights
+        .get(pad_start..)
+        .unwrap_or(&[])
+        .iter()
+        .any(|&b| b != 0)
+    {
         return Err(Error::InvalidParameter("weight padding must be 0"));
     }
     let (d, w) = (shape.dim, shape.width);
@@ -217,9 +230,15 @@ pub fn validate(shape: &MlpShape, kind: QuantKind, bytes: &[u8]) -> Result<(), E
     for _ in 0..5 {
         let shift = it.next()?;
         if shift == 0 || shift > MAX_SHIFT {
-            return Err(Error::InvalidParameter("requantization shift outside 1..=100"));
+            return Err(Error::InvalidParameter(
+                "requantization shift outside 1..=100",
+            ));
         }
-        it.check(w, |m| m < 1 << 31, Error::InvalidParameter("requantization multiplier must be in 0..2^31"))?;
+        it.check(
+            w,
+            |m| m < 1 << 31,
+            Error::InvalidParameter("requantization multiplier must be in 0..2^31"),
+        )?;
         it.check(w, |_| true, Error::Truncated)?;
     }
     let finite = |v: u32| f32::from_bits(v).is_finite();
@@ -227,7 +246,9 @@ pub fn validate(shape: &MlpShape, kind: QuantKind, bytes: &[u8]) -> Result<(), E
     for name in NORM_NAMES {
         let eps = u64::from(it.next()?) | (u64::from(it.next()?) << 32);
         if eps == 0 || eps > MAX_LN_EPS {
-            return Err(Error::InvalidParameter("LayerNorm epsilon outside 1..=2^40"));
+            return Err(Error::InvalidParameter(
+                "LayerNorm epsilon outside 1..=2^40",
+            ));
         }
         if it.next()? > MAX_GAIN_SHIFT {
             return Err(Error::InvalidParameter("LayerNorm gain shift above 62"));
@@ -238,7 +259,11 @@ pub fn validate(shape: &MlpShape, kind: QuantKind, bytes: &[u8]) -> Result<(), E
         let f = f32::from_bits(v);
         f.is_finite() && f > 0.0
     };
-    it.check(8, positive, Error::InvalidParameter("activation scales must be finite and > 0"))?;
+    it.check(
+        8,
+        positive,
+        Error::InvalidParameter("activation scales must be finite and > 0"),
+    )?;
     Ok(())
 }
 
@@ -253,7 +278,9 @@ pub fn split<'a, Wt: bytemuck::Pod>(
 ) -> Result<Parts<'a, Wt>, Error> {
     validate(shape, kind, bytes)?;
     if core::mem::size_of::<Wt>() != kind.weight_bytes() {
-        return Err(Error::InvalidParameter("weight type does not match the kind"));
+        return Err(Error::InvalidParameter(
+            "weight type does not match the kind",
+        ));
     }
     let (weights, words) = bytes
         .split_at_checked(weights_part_len(shape, kind))
@@ -377,9 +404,9 @@ pub fn encode(
         Ok(())
     };
     let put_all = |put: &mut dyn FnMut(u32) -> Result<(), Error>,
-                       vals: &[i32],
-                       n: usize,
-                       name: &'static str|
+                   vals: &[i32],
+                   n: usize,
+                   name: &'static str|
      -> Result<(), Error> {
         if vals.len() != n {
             return Err(Error::LengthMismatch(name));

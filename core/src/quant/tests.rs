@@ -2,17 +2,24 @@
 
 use super::*;
 use crate::denoiser::Denoiser;
-use crate::format::{ModelFile, ModelHeader, ModelKind, encoded_len, full_tables, write_quant_model};
+use crate::error::Error;
+use crate::format::{
+    ModelFile, ModelHeader, ModelKind, encoded_len, full_tables, write_quant_model,
+};
 use crate::mlp::{Mlp, MlpShape, Tap};
 use crate::sampler::Prediction;
 use crate::schedule::{BetaSchedule, table_len};
-use crate::error::Error;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::vec;
 use std::vec::Vec;
 
-const SHAPE: MlpShape = MlpShape { dim: 2, width: 32, blocks: 2, temb_dim: 16 };
+const SHAPE: MlpShape = MlpShape {
+    dim: 2,
+    width: 32,
+    blocks: 2,
+    temb_dim: 16,
+};
 const T: usize = 100;
 
 fn uniform(rng: &mut ChaCha8Rng, lo: f32, hi: f32) -> f32 {
@@ -28,10 +35,15 @@ fn random_params(shape: MlpShape, seed: u64) -> Vec<f32> {
         if t.cols > 1 || t.name == "in_fc.weight" || t.name == "out_fc.weight" {
             let a = (6.0 / (t.rows + t.cols) as f32).sqrt();
             dst.iter_mut().for_each(|v| *v = uniform(&mut rng, -a, a));
-        } else if t.name.ends_with("norm1.weight") || t.name.ends_with("norm2.weight") || t.name == "out_norm.weight" {
-            dst.iter_mut().for_each(|v| *v = uniform(&mut rng, 0.7, 1.3));
+        } else if t.name.ends_with("norm1.weight")
+            || t.name.ends_with("norm2.weight")
+            || t.name == "out_norm.weight"
+        {
+            dst.iter_mut()
+                .for_each(|v| *v = uniform(&mut rng, 0.7, 1.3));
         } else {
-            dst.iter_mut().for_each(|v| *v = uniform(&mut rng, -0.2, 0.2));
+            dst.iter_mut()
+                .for_each(|v| *v = uniform(&mut rng, -0.2, 0.2));
         }
     }
     p
@@ -56,7 +68,9 @@ fn calib_inputs(n: usize, seed: u64) -> Vec<(u32, Vec<f32>)> {
     (0..n)
         .map(|_| {
             let t = rng.next_u32() % T as u32;
-            let x = (0..SHAPE.dim * 8).map(|_| uniform(&mut rng, -3.0, 3.0)).collect();
+            let x = (0..SHAPE.dim * 8)
+                .map(|_| uniform(&mut rng, -3.0, 3.0))
+                .collect();
             (t, x)
         })
         .collect()
@@ -77,7 +91,10 @@ fn quantized_file(params: &[f32], kind: QuantKind) -> Aligned {
         QuantKind::Q8 => ModelKind::MlpQ8,
         QuantKind::Q16 => ModelKind::MlpQ16,
     };
-    let header = ModelHeader { kind: model_kind, ..ModelHeader::new(SHAPE, T, BetaSchedule::PAPER, Prediction::Epsilon) };
+    let header = ModelHeader {
+        kind: model_kind,
+        ..ModelHeader::new(SHAPE, T, BetaSchedule::PAPER, Prediction::Epsilon)
+    };
     let mut tables = vec![0.0f32; table_len(T)];
     full_tables(&BetaSchedule::PAPER, T, &mut tables).unwrap();
     let mut file = Aligned::new(encoded_len(&header).unwrap());
@@ -86,7 +103,11 @@ fn quantized_file(params: &[f32], kind: QuantKind) -> Aligned {
 }
 
 fn rel_rms(got: &[f32], want: &[f32]) -> f64 {
-    let num: f64 = got.iter().zip(want).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum();
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&a, &b)| ((a - b) as f64).powi(2))
+        .sum();
     let den: f64 = want.iter().map(|&b| (b as f64).powi(2)).sum();
     (num / den.max(1e-30)).sqrt()
 }
@@ -125,9 +146,15 @@ fn fixed_point_tracks_f32_per_tap_and_at_the_output() {
             q_taps[15].extend_from_slice(&deq);
             for xs in x.chunks_exact(SHAPE.dim) {
                 let mut out = [0.0f32; 2];
-                mlp.forward_probed(&bias, xs, &mut out, &mut fs, &mut |tap, b, v| f_taps[slot(tap, b)].extend_from_slice(v)).unwrap();
+                mlp.forward_probed(&bias, xs, &mut out, &mut fs, &mut |tap, b, v| {
+                    f_taps[slot(tap, b)].extend_from_slice(v)
+                })
+                .unwrap();
                 let mut qout = [0.0f32; 2];
-                q.forward_probed(&c, xs, &mut qout, &mut qs, &mut |tap, b, v| q_taps[slot(tap, b)].extend_from_slice(v)).unwrap();
+                q.forward_probed(&c, xs, &mut qout, &mut qs, &mut |tap, b, v| {
+                    q_taps[slot(tap, b)].extend_from_slice(v)
+                })
+                .unwrap();
                 // The Denoiser path gives the same bits as the probed path.
                 let mut dout = [0.0f32; 2];
                 q.predict(t, xs, &mut dout, &mut qs).unwrap();
@@ -139,7 +166,10 @@ fn fixed_point_tracks_f32_per_tap_and_at_the_output() {
                 continue;
             }
             let e = rel_rms(g, f);
-            assert!(e <= tol, "{kind:?} tap {i}: relative RMS {e:.2e} > {tol:.0e}");
+            assert!(
+                e <= tol,
+                "{kind:?} tap {i}: relative RMS {e:.2e} > {tol:.0e}"
+            );
         }
     }
 }
@@ -157,7 +187,10 @@ fn corrupt_sections_are_named_errors() {
         let mut bad = section.to_vec();
         bad[0] = 0x00;
         bad[kind.weight_bytes() - 1] = 0x80;
-        assert!(matches!(section::validate(&SHAPE, kind, &bad), Err(Error::InvalidParameter(_))));
+        assert!(matches!(
+            section::validate(&SHAPE, kind, &bad),
+            Err(Error::InvalidParameter(_))
+        ));
         // Truncated section.
         assert_eq!(
             section::validate(&SHAPE, kind, &section[..section.len() - 4]),
@@ -167,7 +200,10 @@ fn corrupt_sections_are_named_errors() {
         let mut bad = section.to_vec();
         let n = bad.len();
         bad[n - 4..].copy_from_slice(&f32::NAN.to_bits().to_le_bytes());
-        assert!(matches!(section::validate(&SHAPE, kind, &bad), Err(Error::InvalidParameter(_))));
+        assert!(matches!(
+            section::validate(&SHAPE, kind, &bad),
+            Err(Error::InvalidParameter(_))
+        ));
         // Every single-byte flip is either rejected or parses without panicking.
         for i in (0..section.len()).step_by(7) {
             let mut bad = section.to_vec();
@@ -183,10 +219,17 @@ fn corrupt_sections_are_named_errors() {
         let q = model.quant_mlp().unwrap();
         let mut out = [0.0f32; 2];
         let mut s = vec![0.0f32; q.scratch_len()];
-        assert_eq!(q.predict(0, &[f32::NAN, 0.0], &mut out, &mut s), Err(Error::NonFinite("x")));
-        assert_eq!(q.predict(0, &[1.0, 0.0], &mut out, &mut s[..1]), Err(Error::BufferTooSmall("scratch")));
+        assert_eq!(
+            q.predict(0, &[f32::NAN, 0.0], &mut out, &mut s),
+            Err(Error::NonFinite("x"))
+        );
+        assert_eq!(
+            q.predict(0, &[1.0, 0.0], &mut out, &mut s[..1]),
+            Err(Error::BufferTooSmall("scratch"))
+        );
         // Inputs far beyond the range saturate instead of wrapping.
-        q.predict(T as u32 + 7, &[1e30, -1e30], &mut out, &mut s).unwrap();
+        q.predict(T as u32 + 7, &[1e30, -1e30], &mut out, &mut s)
+            .unwrap();
         assert!(out.iter().all(|v| v.is_finite()));
     }
 }

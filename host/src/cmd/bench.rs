@@ -52,6 +52,8 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 512)]
         chunk: usize,
     },
+    /// GPU sampling throughput for batch sizes 10^3 … 10^6, beside the CPU path.
+    Gpu(super::bench_gpu::BenchGpuArgs),
 }
 
 /// FLOPs per sample of one forward pass: (all Linears, x path only).
@@ -107,6 +109,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             threads,
             chunk,
         } => bench_sample(quick, threads, chunk),
+        BenchWhat::Gpu(ref gpu) => super::bench_gpu::run(gpu),
     }
 }
 

@@ -336,3 +336,72 @@ pub fn run(args: &EsArgs) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::train::export::to_mrg;
+    use mirage_core::MlpShape;
+
+    /// A small random ε-MLP on T = 50 steps of the paper's linear schedule, as `.mrg` bytes.
+    pub(crate) fn tiny_model(dim: usize) -> Vec<u8> {
+        let shape = MlpShape {
+            dim,
+            width: 8,
+            blocks: 1,
+            temb_dim: 8,
+        };
+        let params: Vec<f32> = (0..shape.param_count())
+            .map(|i| ((i * 7919 % 200) as f32 - 100.0) * 1e-3)
+            .collect();
+        let mut tables = vec![0.0f32; table_len(50)];
+        compute_tables(
+            &BetaSchedule::PAPER,
+            50,
+            &Spacing::Linspace,
+            50,
+            &mut tables,
+        )
+        .unwrap();
+        to_mrg(shape, 50, BetaSchedule::PAPER, &tables, &params).unwrap()
+    }
+
+    #[test]
+    fn model_sweep_writes_every_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("tiny.mrg");
+        std::fs::write(&model, tiny_model(1)).unwrap();
+        let args = EsArgs {
+            model: Some(model),
+            dataset: Some("gauss1d-3".into()),
+            out: dir.path().join("es"),
+            steps: vec![5, 10],
+            lambdas: vec![1.0, 1.05],
+            linear_k: vec![0.001],
+            linear_b: 1.0,
+            ddim: true,
+            clip: None,
+            samples: 300,
+            reference: 300,
+            seed: 1,
+            threads: 2,
+        };
+        run(&args).unwrap();
+        let sweep: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(args.out.join("sweep.json")).unwrap()).unwrap();
+        // 2 samplers × 2 step counts × 3 λ schedules, and one pick per (sampler, T′).
+        assert_eq!(sweep["points"].as_array().unwrap().len(), 12);
+        assert_eq!(sweep["picks"].as_array().unwrap().len(), 4);
+        let exposure = std::fs::read_to_string(args.out.join("exposure.csv")).unwrap();
+        assert_eq!(exposure.lines().count(), 1 + 5 + 10);
+        for f in ["recursions.json", "sweep.csv", "es_w1.png", "exposure.png"] {
+            assert!(args.out.join(f).exists(), "{f} missing");
+        }
+        // A 2D dataset against a 1D model is a clear error.
+        let bad = EsArgs {
+            dataset: Some("grid25".into()),
+            ..args
+        };
+        assert!(format!("{:#}", run(&bad).unwrap_err()).contains("dimension"));
+    }
+}

@@ -10,7 +10,8 @@ use clap::{Args, Subcommand};
 use crate::images::bench::bench_unet;
 use crate::images::digits::fetch_digits;
 use crate::images::experiments::{
-    ExperimentConfig, FilterKind, ImageDataset, filter_experiment, hallucination_vs_size, parse_sizes, recursive,
+    ExperimentConfig, FilterKind, ImageDataset, filter_experiment, hallucination_vs_size,
+    parse_sizes, recursive,
 };
 use crate::images::unet::UnetConfig;
 use crate::images::unet::sample::UnetSampleConfig;
@@ -74,17 +75,44 @@ impl CommonArgs {
             (ImageDataset::Digits, s) => s.unwrap_or(8),
             (ImageDataset::Shapes, s) => s.unwrap_or(32),
         };
-        let ch: Vec<usize> = self.channels.split(',').map(|s| s.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|e| anyhow::anyhow!("--channels {:?}: {e}", self.channels))?;
+        let ch: Vec<usize> = self
+            .channels
+            .split(',')
+            .map(|s| s.trim().parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("--channels {:?}: {e}", self.channels))?;
         ensure!(ch.len() == 2, "--channels wants two counts, \"C1,C2\"");
-        let net = UnetConfig { side, c1: ch[0], c2: ch[1], ..UnetConfig::SHAPES32 };
+        let net = UnetConfig {
+            side,
+            c1: ch[0],
+            c2: ch[1],
+            ..UnetConfig::SHAPES32
+        };
         net.validate()?;
-        let beta = if self.paper_beta { (1e-3, 0.2) } else { (1e-4, 0.02) };
+        let beta = if self.paper_beta {
+            (1e-3, 0.2)
+        } else {
+            (1e-4, 0.02)
+        };
         Ok(ExperimentConfig {
             dataset: self.dataset,
             train_size: self.train_size,
             net,
-            train: UnetTrainConfig { steps: self.steps, batch: self.batch, lr: self.lr, seed: self.seed, train_steps: 1000, beta },
-            sample: UnetSampleConfig { steps: self.sample_steps, window: self.window, batch: self.sample_batch, seed: 0, first_sample: 0 },
+            train: UnetTrainConfig {
+                steps: self.steps,
+                batch: self.batch,
+                lr: self.lr,
+                seed: self.seed,
+                train_steps: 1000,
+                beta,
+            },
+            sample: UnetSampleConfig {
+                steps: self.sample_steps,
+                window: self.window,
+                batch: self.sample_batch,
+                seed: 0,
+                first_sample: 0,
+            },
             out_dir: self.out.clone(),
         })
     }
@@ -125,7 +153,12 @@ pub enum ImagesWhat {
         #[arg(long, default_value_t = 5)]
         generations: usize,
         /// Variants to run.
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "hal,random,none")]
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "hal,random,none"
+        )]
         variants: Vec<FilterKind>,
     },
     /// U-Net training and sampling throughput (images/s, GFLOP/s) beside the sgemm rate.
@@ -155,14 +188,44 @@ pub fn run(args: &ImagesArgs) -> Result<()> {
             let path = fetch_digits()?;
             serde_json::json!({ "cached": path })
         }
-        ImagesWhat::Hallucination { common, sizes, samples } => {
-            serde_json::to_value(hallucination_vs_size(&common.config()?, &parse_sizes(sizes)?, *samples)?)?
-        }
-        ImagesWhat::Filter { common, samples, model } => serde_json::to_value(filter_experiment(&common.config()?, *samples, model.as_deref())?)?,
-        ImagesWhat::Recursive { common, generations, variants } => serde_json::to_value(recursive(&common.config()?, *generations, variants)?)?,
-        ImagesWhat::Bench { batch, steps, side, channels } => {
-            let common = CommonArgs { side: Some(*side), channels: channels.clone(), ..default_common() };
-            let net = UnetConfig { side: *side, ..common.config()?.net };
+        ImagesWhat::Hallucination {
+            common,
+            sizes,
+            samples,
+        } => serde_json::to_value(hallucination_vs_size(
+            &common.config()?,
+            &parse_sizes(sizes)?,
+            *samples,
+        )?)?,
+        ImagesWhat::Filter {
+            common,
+            samples,
+            model,
+        } => serde_json::to_value(filter_experiment(
+            &common.config()?,
+            *samples,
+            model.as_deref(),
+        )?)?,
+        ImagesWhat::Recursive {
+            common,
+            generations,
+            variants,
+        } => serde_json::to_value(recursive(&common.config()?, *generations, variants)?)?,
+        ImagesWhat::Bench {
+            batch,
+            steps,
+            side,
+            channels,
+        } => {
+            let common = CommonArgs {
+                side: Some(*side),
+                channels: channels.clone(),
+                ..default_common()
+            };
+            let net = UnetConfig {
+                side: *side,
+                ..common.config()?.net
+            };
             serde_json::to_value(bench_unet(net, *batch, *steps, *steps)?)?
         }
     };

@@ -2,8 +2,12 @@
 //! only dispatches.
 
 pub mod bench;
+pub mod bench_gpu;
 pub mod es;
+pub mod filter;
+pub mod hallucination;
 pub mod images;
+pub mod quantize;
 pub mod ridge;
 pub mod sample;
 pub mod train;

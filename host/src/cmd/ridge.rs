@@ -344,3 +344,52 @@ fn model_hallucinations(
         "near_nn_segment": on_segment, "ridge_t_ou": t,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ridge_command_with_a_model_writes_every_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("tiny.mrg");
+        std::fs::write(&model, crate::cmd::es::tests::tiny_model(2)).unwrap();
+        let args = RidgeArgs {
+            out: dir.path().join("ridge"),
+            paths: 50,
+            steps: 100,
+            dataset: "grid25".into(),
+            tau: 9,
+            grid: 6,
+            model: Some(model),
+            model_samples: 200,
+            seed: 2,
+            threads: 2,
+        };
+        run(&args).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(args.out.join("ridge.json")).unwrap()).unwrap();
+        assert_eq!(
+            json["toy"].as_array().unwrap().len(),
+            Injection::TABLE.len()
+        );
+        assert_eq!(json["grid"]["seeds"], 36);
+        assert_eq!(json["model"]["samples"], 200);
+        for f in [
+            "toy.csv",
+            "phases.csv",
+            "grid_ridge.csv",
+            "ridge_phases.png",
+            "grid_ridge.png",
+            "model_hallucinations.csv",
+        ] {
+            assert!(args.out.join(f).exists(), "{f} missing");
+        }
+        let bad = RidgeArgs {
+            dataset: "gauss1d-3".into(),
+            model: None,
+            ..args
+        };
+        assert!(format!("{:#}", run(&bad).unwrap_err()).contains("2D"));
+    }
+}

@@ -116,9 +116,22 @@ impl SamplerArgs {
     }
 }
 
+/// Where the reverse process runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// Batched on the CPU cores (core's step and detector).
+    #[default]
+    Cpu,
+    /// wgpu compute shaders (needs --model; the exact denoiser runs on the CPU only).
+    Gpu,
+}
+
 /// Arguments of `mirage sample`.
 #[derive(Args, Debug)]
 pub struct SampleArgs {
+    /// Where to run: the CPU cores or the GPU (same noise, same outputs within design.md §4).
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    pub backend: Backend,
     /// Trained model (.mrg). Without it, the exact posterior-mean denoiser of --dataset.
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -227,6 +240,11 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         threads: args.threads,
         chunk: args.chunk,
     };
+    if args.backend == Backend::Gpu && args.model.is_none() {
+        bail!(
+            "--backend gpu needs --model FILE.mrg (the exact mixture denoiser runs on the CPU only)"
+        );
+    }
     let bar = sample_bar(args.n, args.quiet);
     let (out, source) = match &args.model {
         Some(path) => {
@@ -243,15 +261,21 @@ pub fn run(args: &SampleArgs) -> Result<()> {
                 prediction: header.prediction,
                 ..cfg
             };
-            let den = BatchDenoiser::Mlp {
-                layout: &layout,
-                params: mlp.params(),
-                prediction: header.prediction,
-            };
-            (
-                sample_batch(&den, &sched, &cfg, args.n, &opts, Some(&bar))?,
-                format!("model {name}"),
-            )
+            if args.backend == Backend::Gpu {
+                bar.finish_and_clear();
+                let out = sample_gpu(&mlp, &sched, &cfg, args)?;
+                (out, format!("model {name} on the GPU"))
+            } else {
+                let den = BatchDenoiser::Mlp {
+                    layout: &layout,
+                    params: mlp.params(),
+                    prediction: header.prediction,
+                };
+                (
+                    sample_batch(&den, &sched, &cfg, args.n, &opts, Some(&bar))?,
+                    format!("model {name}"),
+                )
+            }
         }
         None => {
             let (tables, steps) = args.sampler.tables(&BetaSchedule::PAPER, 1000)?;
@@ -284,6 +308,27 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     }
     print_summary(&source, &args.dataset, &mixture, &out)?;
     Ok(())
+}
+
+/// Samples `args.n` trajectories of `mlp` on the GPU, sample indices 0..n, so each
+/// sample's noise equals the CPU path's.
+fn sample_gpu(
+    mlp: &mirage_core::Mlp<'_>,
+    sched: &Schedule<'_>,
+    cfg: &SamplerConfig,
+    args: &SampleArgs,
+) -> Result<SampleOutput> {
+    let ctx = mirage_gpu::GpuContext::new().context("GPU backend")?;
+    let sampler = mirage_gpu::GpuSampler::new(&ctx, mlp, sched, cfg, args.sampler.window)
+        .context("GPU backend")?;
+    let out = sampler
+        .sample(args.seed, 0, args.n)
+        .context("GPU sampling")?;
+    Ok(SampleOutput {
+        dim: mlp.shape().dim,
+        samples: out.samples,
+        hal: out.hal,
+    })
 }
 
 fn print_summary(source: &str, dataset: &str, mixture: &Mixture, out: &SampleOutput) -> Result<()> {

@@ -12,7 +12,10 @@ use clap::Args;
 use crate::data::{Dataset, Named, parse_mixture};
 use crate::io::atomic::write_atomic;
 use crate::train::export::{to_mrg, to_safetensors};
-use crate::train::{CheckpointPolicy, TrainConfig, Trainer, checkpoint_path};
+use crate::train::{
+    CheckpointPolicy, TrainConfig, Trainer, checkpoint::Checkpoint, checkpoint_path,
+    previous_checkpoint_path,
+};
 
 /// Arguments of `mirage train`.
 #[derive(Args, Debug)]
@@ -74,6 +77,36 @@ fn default_points(dataset: &str) -> usize {
     }
 }
 
+/// Removes the temporary files a killed run may have left in the checkpoint directory
+/// (`.checkpoint.mckpt.<pid>.tmp` from an interrupted atomic write, and the `.prev` link
+/// staging file). The real checkpoint files are never partial, so nothing else is touched.
+fn remove_stale_temps(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name.starts_with(".checkpoint.mckpt.") || name.starts_with("checkpoint.mckpt.prev.");
+        if ours && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Adds to a resume error where the previous checkpoint is, if it is intact.
+fn with_previous_hint(err: anyhow::Error, path: &std::path::Path) -> anyhow::Error {
+    let prev = previous_checkpoint_path(path);
+    match std::fs::read(&prev).ok().and_then(|b| Checkpoint::decode(&b).ok()) {
+        Some(ck) => err.context(format!(
+            "the previous checkpoint {} (step {}) is intact; to resume from it, move it over {}",
+            prev.display(),
+            ck.step,
+            path.display()
+        )),
+        None => err,
+    }
+}
+
 /// Runs `mirage train`.
 ///
 /// # Errors
@@ -102,12 +135,16 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         path: checkpoint_path(dir),
         every: args.checkpoint_every,
     });
+    if let Some(dir) = &args.checkpoint_dir {
+        remove_stale_temps(dir);
+    }
     let mut trainer = match (&policy, args.resume) {
         (Some(p), true) => {
-            let bytes = std::fs::read(&p.path)
-                .with_context(|| format!("cannot read checkpoint {}", p.path.display()))?;
-            let t = Trainer::resume(config, data, args.threads, &bytes)
-                .with_context(|| format!("cannot resume from {}", p.path.display()))?;
+            let t = std::fs::read(&p.path)
+                .with_context(|| format!("cannot read checkpoint {}", p.path.display()))
+                .and_then(|bytes| Trainer::resume(config, data, args.threads, &bytes))
+                .with_context(|| format!("cannot resume from {}", p.path.display()))
+                .map_err(|e| with_previous_hint(e, &p.path))?;
             eprintln!("resuming at step {} from {}", t.step(), p.path.display());
             t
         }

@@ -264,3 +264,46 @@ pub fn run(args: &WindowsArgs) -> Result<()> {
     println!("wrote {}", out.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_command_writes_every_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = WindowsArgs {
+            out: dir.path().join("w"),
+            mu: 4.0,
+            dim: 2,
+            paths: 300,
+            steps: 50,
+            t_hat: vec![0.5, 2.0],
+            hierarchy_t_hat: vec![2.0],
+            eps: 0.1,
+            seed: 0,
+            threads: 2,
+        };
+        run(&args).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(args.out.join("windows.json")).unwrap()).unwrap();
+        assert_eq!(json["p_stay"].as_array().unwrap().len(), 2);
+        assert_eq!(json["last_switch"].as_array().unwrap().len(), 12);
+        for f in [
+            "p_stay.csv",
+            "hierarchy.csv",
+            "last_switch.csv",
+            "p_stay.png",
+            "hierarchy.png",
+        ] {
+            assert!(args.out.join(f).exists(), "{f} missing");
+        }
+        assert!(
+            run(&WindowsArgs {
+                t_hat: vec![0.0],
+                ..args
+            })
+            .is_err()
+        );
+    }
+}

@@ -38,14 +38,36 @@ pub struct UnetBench {
 ///
 /// # Errors
 /// Invalid shape.
-pub fn bench_unet(config: UnetConfig, batch: usize, train_steps: usize, forward_reps: usize) -> Result<UnetBench> {
+pub fn bench_unet(
+    config: UnetConfig,
+    batch: usize,
+    train_steps: usize,
+    forward_reps: usize,
+) -> Result<UnetBench> {
     let layout = UnetLayout::new(config)?;
     let d = config.dim();
-    let data: Vec<f32> = (0..batch * d).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
-    let tc = UnetTrainConfig { steps: 1, batch, lr: 1e-3, seed: 1, train_steps: 1000, beta: (1e-4, 0.02) };
+    let data: Vec<f32> = (0..batch * d)
+        .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
+        .collect();
+    let tc = UnetTrainConfig {
+        steps: 1,
+        batch,
+        lr: 1e-3,
+        seed: 1,
+        train_steps: 1000,
+        beta: (1e-4, 0.02),
+    };
     train(config, &data, &tc, |_, _| {})?; // warm-up
     let start = Instant::now();
-    train(config, &data, &UnetTrainConfig { steps: train_steps, ..tc }, |_, _| {})?;
+    train(
+        config,
+        &data,
+        &UnetTrainConfig {
+            steps: train_steps,
+            ..tc
+        },
+        |_, _| {},
+    )?;
     let train_s = start.elapsed().as_secs_f64();
     let params: Vec<f32> = layout.init(&mut mirage_core::noise::chacha_stream(1, 1));
     let t = vec![500u32; batch];

@@ -43,14 +43,37 @@ pub struct DigitSet {
 /// Names the line and column of any non-numeric, non-integral or out-of-range value, a row
 /// with the wrong number of columns, or an empty file.
 pub fn parse_digits_csv(text: &str) -> Result<DigitSet> {
-    let mut set = DigitSet { images: Vec::new(), labels: Vec::new() };
-    for (line_no, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    let mut set = DigitSet {
+        images: Vec::new(),
+        labels: Vec::new(),
+    };
+    for (line_no, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let fields: Vec<&str> = line.split(',').collect();
-        ensure!(fields.len() == 65, "digits.csv line {}: {} columns, expected 65 (64 pixels and a label)", line_no + 1, fields.len());
+        ensure!(
+            fields.len() == 65,
+            "digits.csv line {}: {} columns, expected 65 (64 pixels and a label)",
+            line_no + 1,
+            fields.len()
+        );
         for (col, f) in fields.iter().enumerate() {
-            let v: f64 = f.trim().parse().with_context(|| format!("digits.csv line {} column {}: {f:?} is not a number", line_no + 1, col + 1))?;
+            let v: f64 = f.trim().parse().with_context(|| {
+                format!(
+                    "digits.csv line {} column {}: {f:?} is not a number",
+                    line_no + 1,
+                    col + 1
+                )
+            })?;
             let max = if col == 64 { 9.0 } else { 16.0 };
-            ensure!(v.fract() == 0.0 && (0.0..=max).contains(&v), "digits.csv line {} column {}: {v} is not an integer in 0..={max}", line_no + 1, col + 1);
+            ensure!(
+                v.fract() == 0.0 && (0.0..=max).contains(&v),
+                "digits.csv line {} column {}: {v} is not an integer in 0..={max}",
+                line_no + 1,
+                col + 1
+            );
             if col == 64 {
                 set.labels.push(v as u8);
             } else {
@@ -73,7 +96,8 @@ pub fn cache_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
         return Ok(PathBuf::from(d).join("mirage"));
     }
-    let home = std::env::var_os("HOME").context("no MIRAGE_CACHE, XDG_CACHE_HOME or HOME to put the digit cache in")?;
+    let home = std::env::var_os("HOME")
+        .context("no MIRAGE_CACHE, XDG_CACHE_HOME or HOME to put the digit cache in")?;
     Ok(PathBuf::from(home).join(".cache").join("mirage"))
 }
 
@@ -104,13 +128,24 @@ with tempfile.TemporaryDirectory() as tmp:
 /// python3 or pip missing or failing (with their message), or a file that does not hold
 /// exactly [`DIGITS_COUNT`] valid rows.
 pub fn fetch_digits() -> Result<PathBuf> {
-    let out = Command::new("python3").arg("-c").arg(FETCH_PY).output().context("cannot run python3 (needed once, with pip, to fetch the digits)")?;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(FETCH_PY)
+        .output()
+        .context("cannot run python3 (needed once, with pip, to fetch the digits)")?;
     if !out.status.success() {
-        bail!("fetching scikit-learn's digits failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "fetching scikit-learn's digits failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let text = String::from_utf8(out.stdout).context("digits.csv is not UTF-8")?;
     let set = parse_digits_csv(&text)?;
-    ensure!(set.labels.len() == DIGITS_COUNT, "digits.csv holds {} rows, expected {DIGITS_COUNT}", set.labels.len());
+    ensure!(
+        set.labels.len() == DIGITS_COUNT,
+        "digits.csv holds {} rows, expected {DIGITS_COUNT}",
+        set.labels.len()
+    );
     let path = cache_path()?;
     write_atomic(&path, text.as_bytes())?;
     Ok(path)
@@ -125,12 +160,20 @@ pub fn load_digits() -> Result<DigitSet> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("the digit set is not cached at {}: run `mirage images fetch-digits` once (needs python3 with pip and network)", path.display())
+            bail!(
+                "the digit set is not cached at {}: run `mirage images fetch-digits` once (needs python3 with pip and network)",
+                path.display()
+            )
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     let set = parse_digits_csv(&text).with_context(|| format!("in {}", path.display()))?;
-    ensure!(set.labels.len() == DIGITS_COUNT, "{} holds {} rows, expected {DIGITS_COUNT}: delete it and fetch again", path.display(), set.labels.len());
+    ensure!(
+        set.labels.len() == DIGITS_COUNT,
+        "{} holds {} rows, expected {DIGITS_COUNT}: delete it and fetch again",
+        path.display(),
+        set.labels.len()
+    );
     Ok(set)
 }
 
@@ -139,7 +182,9 @@ mod tests {
     use super::*;
 
     fn row(pixel: u32, label: u32) -> String {
-        let mut v: Vec<String> = (0..64).map(|k| format!("{}.000000000000000000e+00", (pixel + k) % 17)).collect();
+        let mut v: Vec<String> = (0..64)
+            .map(|k| format!("{}.000000000000000000e+00", (pixel + k) % 17))
+            .collect();
         v.push(format!("{label}"));
         v.join(",")
     }
@@ -162,7 +207,12 @@ mod tests {
         assert!(err("1,2,3").contains("3 columns"));
         assert!(err(&row(0, 10)).contains("column 65"));
         assert!(err(&row(0, 3).replacen("0.000000000000000000e+00", "17", 1)).contains("column 1"));
-        assert!(err(&row(0, 3).replacen("0.000000000000000000e+00", "0.5", 1)).contains("not an integer"));
-        assert!(err(&row(0, 3).replacen("0.000000000000000000e+00", "x", 1)).contains("not a number"));
+        assert!(
+            err(&row(0, 3).replacen("0.000000000000000000e+00", "0.5", 1))
+                .contains("not an integer")
+        );
+        assert!(
+            err(&row(0, 3).replacen("0.000000000000000000e+00", "x", 1)).contains("not a number")
+        );
     }
 }

@@ -76,14 +76,32 @@ pub struct TrainingSet {
 ///
 /// # Errors
 /// Bad side, generation errors, digits not cached.
-pub fn load_training(dataset: ImageDataset, n: usize, side: usize, seed: u64) -> Result<TrainingSet> {
+pub fn load_training(
+    dataset: ImageDataset,
+    n: usize,
+    side: usize,
+    seed: u64,
+) -> Result<TrainingSet> {
     match dataset {
-        ImageDataset::Shapes => Ok(TrainingSet { images: ShapesSet::generate(n, seed)?.to_unit(side)?, labels: None }),
+        ImageDataset::Shapes => Ok(TrainingSet {
+            images: ShapesSet::generate(n, seed)?.to_unit(side)?,
+            labels: None,
+        }),
         ImageDataset::Digits => {
-            ensure!(side == DIGITS_SIDE, "digits are {DIGITS_SIDE}×{DIGITS_SIDE}; --side must be {DIGITS_SIDE}, not {side}");
+            ensure!(
+                side == DIGITS_SIDE,
+                "digits are {DIGITS_SIDE}×{DIGITS_SIDE}; --side must be {DIGITS_SIDE}, not {side}"
+            );
             let set = load_digits()?;
-            let n = if n == 0 { set.labels.len() } else { n.min(set.labels.len()) };
-            Ok(TrainingSet { images: set.images[..n * side * side].to_vec(), labels: Some(set.labels[..n].to_vec()) })
+            let n = if n == 0 {
+                set.labels.len()
+            } else {
+                n.min(set.labels.len())
+            };
+            Ok(TrainingSet {
+                images: set.images[..n * side * side].to_vec(),
+                labels: Some(set.labels[..n].to_vec()),
+            })
         }
     }
 }
@@ -94,27 +112,48 @@ fn seed_for(master: u64, what: u64, generation: u64) -> u64 {
 
 fn train_model(cfg: &ExperimentConfig, data: &[f32], seed: u64, tag: &str) -> Result<UnetModel> {
     let n = data.len() / cfg.net.dim();
-    eprintln!("[{tag}] training on {n} images: {} steps × batch {}", cfg.train.steps, cfg.train.batch);
+    eprintln!(
+        "[{tag}] training on {n} images: {} steps × batch {}",
+        cfg.train.steps, cfg.train.batch
+    );
     let every = (cfg.train.steps / 10).max(1);
     let mut window = 0.0;
-    let model = train(cfg.net, data, &UnetTrainConfig { seed, ..cfg.train }, |step, loss| {
-        window += loss;
-        if (step + 1) % every == 0 {
-            eprintln!("[{tag}]   step {:>6}  loss {:.4}", step + 1, window / every as f64);
-            window = 0.0;
-        }
-    })?;
+    let model = train(
+        cfg.net,
+        data,
+        &UnetTrainConfig { seed, ..cfg.train },
+        |step, loss| {
+            window += loss;
+            if (step + 1) % every == 0 {
+                eprintln!(
+                    "[{tag}]   step {:>6}  loss {:.4}",
+                    step + 1,
+                    window / every as f64
+                );
+                window = 0.0;
+            }
+        },
+    )?;
     model.save(&cfg.out_dir.join(format!("model_{tag}.mru")))?;
     Ok(model)
 }
 
-fn draw(cfg: &ExperimentConfig, model: &UnetModel, n: usize, seed: u64, tag: &str) -> Result<UnetSamples> {
+fn draw(
+    cfg: &ExperimentConfig,
+    model: &UnetModel,
+    n: usize,
+    seed: u64,
+    tag: &str,
+) -> Result<UnetSamples> {
     eprintln!("[{tag}] sampling {n} images × {} steps", cfg.sample.steps);
     sample(model, n, &UnetSampleConfig { seed, ..cfg.sample }, |_| {})
 }
 
 fn shapes_summary(cfg: &ExperimentConfig, images: &[f32]) -> Result<ShapesSummary> {
-    Ok(ShapesSummary::of(&label_batch(images, &StripGeometry::for_side(cfg.net.side)?)?))
+    Ok(ShapesSummary::of(&label_batch(
+        images,
+        &StripGeometry::for_side(cfg.net.side)?,
+    )?))
 }
 
 /// One row of [`hallucination_vs_size`].
@@ -140,18 +179,43 @@ fn median(v: &[f32]) -> f64 {
 ///
 /// # Errors
 /// Digits (no labeller), or any training/sampling error.
-pub fn hallucination_vs_size(cfg: &ExperimentConfig, sizes: &[usize], samples: usize) -> Result<Vec<SizeRow>> {
-    ensure!(cfg.dataset == ImageDataset::Shapes, "the hallucination-vs-size experiment needs the shapes labeller: use --dataset shapes");
+pub fn hallucination_vs_size(
+    cfg: &ExperimentConfig,
+    sizes: &[usize],
+    samples: usize,
+) -> Result<Vec<SizeRow>> {
+    ensure!(
+        cfg.dataset == ImageDataset::Shapes,
+        "the hallucination-vs-size experiment needs the shapes labeller: use --dataset shapes"
+    );
     let mut rows = Vec::new();
     for &size in sizes {
         let data = load_training(cfg.dataset, size, cfg.net.side, cfg.train.seed)?;
         let tag = format!("n{size}");
         let model = train_model(cfg, &data.images, seed_for(cfg.train.seed, 1, 0), &tag)?;
         let s = draw(cfg, &model, samples, seed_for(cfg.train.seed, 2, 0), &tag)?;
-        write_grid(&cfg.out_dir.join(format!("samples_{tag}.png")), &s.images, cfg.net.side, 8, 2)?;
+        write_grid(
+            &cfg.out_dir.join(format!("samples_{tag}.png")),
+            &s.images,
+            cfg.net.side,
+            8,
+            2,
+        )?;
         let summary = shapes_summary(cfg, &s.images)?;
-        eprintln!("[{tag}] hallucinated {}/{} ({:.2}%), empty {}, malformed {}", summary.hallucinated, summary.n, 100.0 * summary.hallucinated_fraction(), summary.empty, summary.with_malformed);
-        rows.push(SizeRow { train_size: size, hallucinated_fraction: summary.hallucinated_fraction(), summary, hal_median: median(&s.hal) });
+        eprintln!(
+            "[{tag}] hallucinated {}/{} ({:.2}%), empty {}, malformed {}",
+            summary.hallucinated,
+            summary.n,
+            100.0 * summary.hallucinated_fraction(),
+            summary.empty,
+            summary.with_malformed
+        );
+        rows.push(SizeRow {
+            train_size: size,
+            hallucinated_fraction: summary.hallucinated_fraction(),
+            summary,
+            hal_median: median(&s.hal),
+        });
     }
     write_report(&cfg.out_dir, "hallucination", cfg, &rows)?;
     Ok(rows)
@@ -175,8 +239,15 @@ pub struct FilterReport {
 ///
 /// # Errors
 /// Digits, or any training/sampling/scoring error.
-pub fn filter_experiment(cfg: &ExperimentConfig, samples: usize, model_path: Option<&Path>) -> Result<FilterReport> {
-    ensure!(cfg.dataset == ImageDataset::Shapes, "the filter experiment scores Hal against D3 labels: use --dataset shapes");
+pub fn filter_experiment(
+    cfg: &ExperimentConfig,
+    samples: usize,
+    model_path: Option<&Path>,
+) -> Result<FilterReport> {
+    ensure!(
+        cfg.dataset == ImageDataset::Shapes,
+        "the filter experiment scores Hal against D3 labels: use --dataset shapes"
+    );
     let model = match model_path {
         Some(p) => UnetModel::load(p)?,
         None => {
@@ -184,8 +255,19 @@ pub fn filter_experiment(cfg: &ExperimentConfig, samples: usize, model_path: Opt
             train_model(cfg, &data.images, seed_for(cfg.train.seed, 1, 0), "filter")?
         }
     };
-    ensure!(model.config.side == cfg.net.side, "model side {} differs from --side {}", model.config.side, cfg.net.side);
-    let s = draw(cfg, &model, samples, seed_for(cfg.train.seed, 2, 0), "filter")?;
+    ensure!(
+        model.config.side == cfg.net.side,
+        "model side {} differs from --side {}",
+        model.config.side,
+        cfg.net.side
+    );
+    let s = draw(
+        cfg,
+        &model,
+        samples,
+        seed_for(cfg.train.seed, 2, 0),
+        "filter",
+    )?;
     let labels = label_batch(&s.images, &StripGeometry::for_side(cfg.net.side)?)?;
     let summary = ShapesSummary::of(&labels);
     let flags: Vec<bool> = labels.iter().map(|l| l.hallucinated).collect();
@@ -193,10 +275,31 @@ pub fn filter_experiment(cfg: &ExperimentConfig, samples: usize, model_path: Opt
     let d = cfg.net.dim();
     let mut order: Vec<usize> = (0..s.hal.len()).collect();
     order.sort_by(|&a, &b| s.hal[a].total_cmp(&s.hal[b]));
-    let pick = |idx: &mut dyn Iterator<Item = &usize>| -> Vec<f32> { idx.take(64).flat_map(|&i| s.images[i * d..][..d].to_vec()).collect() };
-    write_grid(&cfg.out_dir.join("lowest_hal.png"), &pick(&mut order.iter()), cfg.net.side, 8, 2)?;
-    write_grid(&cfg.out_dir.join("highest_hal.png"), &pick(&mut order.iter().rev()), cfg.net.side, 8, 2)?;
-    let report = FilterReport { summary, removed_hallucinated: d5.tpr, kept_in_support: d5.tnr, d5 };
+    let pick = |idx: &mut dyn Iterator<Item = &usize>| -> Vec<f32> {
+        idx.take(64)
+            .flat_map(|&i| s.images[i * d..][..d].to_vec())
+            .collect()
+    };
+    write_grid(
+        &cfg.out_dir.join("lowest_hal.png"),
+        &pick(&mut order.iter()),
+        cfg.net.side,
+        8,
+        2,
+    )?;
+    write_grid(
+        &cfg.out_dir.join("highest_hal.png"),
+        &pick(&mut order.iter().rev()),
+        cfg.net.side,
+        8,
+        2,
+    )?;
+    let report = FilterReport {
+        summary,
+        removed_hallucinated: d5.tpr,
+        kept_in_support: d5.tnr,
+        d5,
+    };
     write_report(&cfg.out_dir, "filter", cfg, &report)?;
     Ok(report)
 }
@@ -266,8 +369,15 @@ fn keep_indices(kind: FilterKind, hal: &[f32], keep: usize, seed: u64) -> Vec<us
 ///
 /// # Errors
 /// Any training/sampling/metric error.
-pub fn recursive(cfg: &ExperimentConfig, generations: usize, variants: &[FilterKind]) -> Result<Vec<GenerationRow>> {
-    ensure!(generations >= 1 && !variants.is_empty(), "need at least one generation and one variant");
+pub fn recursive(
+    cfg: &ExperimentConfig,
+    generations: usize,
+    variants: &[FilterKind],
+) -> Result<Vec<GenerationRow>> {
+    ensure!(
+        generations >= 1 && !variants.is_empty(),
+        "need at least one generation and one variant"
+    );
     let real = load_training(cfg.dataset, cfg.train_size, cfg.net.side, cfg.train.seed)?;
     let d = cfg.net.dim();
     let n = real.images.len() / d;
@@ -290,9 +400,17 @@ pub fn recursive(cfg: &ExperimentConfig, generations: usize, variants: &[FilterK
         match (&classifier, &real_features) {
             (Some(c), Some(rf)) => {
                 let (f, cls) = c.features_and_classes(images)?;
-                Ok((None, Some(frechet_distance(&f, rf, super::classifier::FEATURES)?), Some(class_entropy(&cls))))
+                Ok((
+                    None,
+                    Some(frechet_distance(&f, rf, super::classifier::FEATURES)?),
+                    Some(class_entropy(&cls)),
+                ))
             }
-            _ => Ok((Some(shapes_summary(cfg, images)?.hallucinated_fraction()), None, None)),
+            _ => Ok((
+                Some(shapes_summary(cfg, images)?.hallucinated_fraction()),
+                None,
+                None,
+            )),
         }
     };
     let mut rows = Vec::new();
@@ -304,20 +422,47 @@ pub fn recursive(cfg: &ExperimentConfig, generations: usize, variants: &[FilterK
             let s = match (&g0, g) {
                 (Some(s), 0) => s.clone(),
                 _ => {
-                    let model = train_model(cfg, &data, seed_for(cfg.train.seed, 1, g as u64), &tag)?;
-                    let s = draw(cfg, &model, drawn, seed_for(cfg.train.seed, 2, g as u64), &tag)?;
+                    let model =
+                        train_model(cfg, &data, seed_for(cfg.train.seed, 1, g as u64), &tag)?;
+                    let s = draw(
+                        cfg,
+                        &model,
+                        drawn,
+                        seed_for(cfg.train.seed, 2, g as u64),
+                        &tag,
+                    )?;
                     if g == 0 {
                         g0 = Some(s.clone());
                     }
                     s
                 }
             };
-            write_grid(&cfg.out_dir.join(format!("samples_{tag}.png")), &s.images, cfg.net.side, 8, if d <= 64 { 4 } else { 2 })?;
+            write_grid(
+                &cfg.out_dir.join(format!("samples_{tag}.png")),
+                &s.images,
+                cfg.net.side,
+                8,
+                if d <= 64 { 4 } else { 2 },
+            )?;
             let kept = keep_indices(variant, &s.hal, n, seed_for(cfg.train.seed, 3, g as u64));
-            let kept_images: Vec<f32> = kept.iter().flat_map(|&i| s.images[i * d..][..d].to_vec()).collect();
+            let kept_images: Vec<f32> = kept
+                .iter()
+                .flat_map(|&i| s.images[i * d..][..d].to_vec())
+                .collect();
             let (dh, df, _) = metrics(&s.images)?;
             let (kh, kf, ke) = metrics(&kept_images)?;
-            let row = GenerationRow { variant, generation: g, drawn, kept: n, drawn_hallucinated: dh, kept_hallucinated: kh, drawn_frechet: df, kept_frechet: kf, kept_entropy: ke, hal_median: median(&s.hal) };
+            let row = GenerationRow {
+                variant,
+                generation: g,
+                drawn,
+                kept: n,
+                drawn_hallucinated: dh,
+                kept_hallucinated: kh,
+                drawn_frechet: df,
+                kept_frechet: kf,
+                kept_entropy: ke,
+                hal_median: median(&s.hal),
+            };
             eprintln!("[{tag}] {}", serde_json::to_string(&row)?);
             rows.push(row);
             data = kept_images;
@@ -327,9 +472,17 @@ pub fn recursive(cfg: &ExperimentConfig, generations: usize, variants: &[FilterK
     Ok(rows)
 }
 
-fn write_report<T: Serialize>(dir: &Path, name: &str, cfg: &ExperimentConfig, result: &T) -> Result<()> {
+fn write_report<T: Serialize>(
+    dir: &Path,
+    name: &str,
+    cfg: &ExperimentConfig,
+    result: &T,
+) -> Result<()> {
     let json = serde_json::json!({ "experiment": name, "config": cfg, "result": result });
-    write_atomic(&dir.join(format!("{name}.json")), serde_json::to_string_pretty(&json)?.as_bytes())
+    write_atomic(
+        &dir.join(format!("{name}.json")),
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )
 }
 
 /// Parses "500,2000,5000".
@@ -337,7 +490,11 @@ fn write_report<T: Serialize>(dir: &Path, name: &str, cfg: &ExperimentConfig, re
 /// # Errors
 /// Empty or non-numeric entries.
 pub fn parse_sizes(text: &str) -> Result<Vec<usize>> {
-    let sizes: Vec<usize> = text.split(',').map(|s| s.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|e| anyhow::anyhow!("--sizes {text:?}: {e}"))?;
+    let sizes: Vec<usize> = text
+        .split(',')
+        .map(|s| s.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--sizes {text:?}: {e}"))?;
     if sizes.is_empty() || sizes.contains(&0) {
         bail!("--sizes needs positive comma-separated counts");
     }
@@ -376,9 +533,29 @@ mod tests {
         let cfg = ExperimentConfig {
             dataset: ImageDataset::Shapes,
             train_size: 16,
-            net: UnetConfig { side: 32, c1: 4, c2: 4, temb_dim: 4, time_width: 4, groups: 2 },
-            train: UnetTrainConfig { steps: 2, batch: 4, lr: 1e-3, seed: 3, train_steps: 100, beta: (1e-4, 0.02) },
-            sample: UnetSampleConfig { steps: 4, window: 3, batch: 3, seed: 0, first_sample: 0 },
+            net: UnetConfig {
+                side: 32,
+                c1: 4,
+                c2: 4,
+                temb_dim: 4,
+                time_width: 4,
+                groups: 2,
+            },
+            train: UnetTrainConfig {
+                steps: 2,
+                batch: 4,
+                lr: 1e-3,
+                seed: 3,
+                train_steps: 100,
+                beta: (1e-4, 0.02),
+            },
+            sample: UnetSampleConfig {
+                steps: 4,
+                window: 3,
+                batch: 3,
+                seed: 0,
+                first_sample: 0,
+            },
             out_dir: dir.path().to_path_buf(),
         };
         let rows = recursive(&cfg, 2, &[FilterKind::Hal, FilterKind::None]).unwrap();
@@ -387,9 +564,22 @@ mod tests {
         assert_eq!(rows[0].drawn_hallucinated, rows[2].drawn_hallucinated);
         assert_eq!(rows[0].hal_median, rows[2].hal_median);
         assert_eq!(rows[0].drawn, 17);
-        assert!(dir.path().join("recursive.json").exists() && dir.path().join("samples_hal_g1.png").exists());
+        assert!(
+            dir.path().join("recursive.json").exists()
+                && dir.path().join("samples_hal_g1.png").exists()
+        );
         let again = recursive(&cfg, 1, &[FilterKind::Hal]).unwrap();
         assert_eq!(again[0].hal_median, rows[0].hal_median);
-        assert!(hallucination_vs_size(&ExperimentConfig { dataset: ImageDataset::Digits, ..cfg.clone() }, &[4], 2).is_err());
+        assert!(
+            hallucination_vs_size(
+                &ExperimentConfig {
+                    dataset: ImageDataset::Digits,
+                    ..cfg.clone()
+                },
+                &[4],
+                2
+            )
+            .is_err()
+        );
     }
 }

@@ -18,7 +18,10 @@ pub fn jacobi_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
         v[i * n + i] = 1.0;
     }
     for _sweep in 0..100 {
-        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i * n + j].powi(2)).sum();
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * n + j].powi(2))
+            .sum();
         let scale: f64 = (0..n).map(|i| a[i * n + i].powi(2)).sum::<f64>() + off;
         if off <= 1e-30 * scale.max(1e-300) {
             break;
@@ -89,11 +92,16 @@ fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
 /// # Errors
 /// Fewer than 2 rows or a ragged buffer.
 pub fn moments(features: &[f64], dim: usize) -> Result<(Vec<f64>, Vec<f64>)> {
-    ensure!(dim > 0 && features.len() % dim == 0 && features.len() / dim >= 2, "Fréchet: need ≥ 2 rows of {dim} features");
+    ensure!(
+        dim > 0 && features.len().is_multiple_of(dim) && features.len() / dim >= 2,
+        "Fréchet: need ≥ 2 rows of {dim} features"
+    );
     let n = features.len() / dim;
     let mut mu = vec![0.0; dim];
     for row in features.chunks_exact(dim) {
-        mu.iter_mut().zip(row).for_each(|(m, &x)| *m += x / n as f64);
+        mu.iter_mut()
+            .zip(row)
+            .for_each(|(m, &x)| *m += x / n as f64);
     }
     let mut cov = vec![0.0; dim * dim];
     for row in features.chunks_exact(dim) {
@@ -113,7 +121,9 @@ pub fn frechet_from_moments(mu1: &[f64], cov1: &[f64], mu2: &[f64], cov2: &[f64]
     let mean_term: f64 = mu1.iter().zip(mu2).map(|(a, b)| (a - b).powi(2)).sum();
     let s1 = sqrt_psd(cov1, n);
     let inner = matmul(&matmul(&s1, cov2, n), &s1, n);
-    let sym: Vec<f64> = (0..n * n).map(|k| 0.5 * (inner[k] + inner[(k % n) * n + k / n])).collect();
+    let sym: Vec<f64> = (0..n * n)
+        .map(|k| 0.5 * (inner[k] + inner[(k % n) * n + k / n]))
+        .collect();
     let cross = sqrt_psd(&sym, n);
     let trace = |m: &[f64]| (0..n).map(|i| m[i * n + i]).sum::<f64>();
     mean_term + trace(cov1) + trace(cov2) - 2.0 * trace(&cross)
@@ -136,8 +146,16 @@ mod tests {
     #[test]
     fn eigen_reconstructs_and_sqrt_squares_back() {
         let n = 5;
-        let b: Vec<f64> = (0..n * n).map(|k| ((k * 37 % 11) as f64 - 5.0) / 3.0).collect();
-        let a = matmul(&b, &(0..n * n).map(|k| b[(k % n) * n + k / n]).collect::<Vec<_>>(), n); // B·Bᵀ
+        let b: Vec<f64> = (0..n * n)
+            .map(|k| ((k * 37 % 11) as f64 - 5.0) / 3.0)
+            .collect();
+        let a = matmul(
+            &b,
+            &(0..n * n)
+                .map(|k| b[(k % n) * n + k / n])
+                .collect::<Vec<_>>(),
+            n,
+        ); // B·Bᵀ
         let s = sqrt_psd(&a, n);
         let back = matmul(&s, &s, n);
         for (x, y) in back.iter().zip(&a) {
@@ -150,8 +168,18 @@ mod tests {
         // Commuting (diagonal) covariances: FD = ‖Δμ‖² + Σ (σ₁ − σ₂)².
         let n = 3;
         let (s1, s2) = ([1.0, 4.0, 0.25], [9.0, 1.0, 0.25]);
-        let diag = |s: &[f64; 3]| (0..9).map(|k| if k % 4 == 0 { s[k / 4] } else { 0.0 }).collect::<Vec<_>>();
-        let fd = frechet_from_moments(&[0.0, 1.0, 2.0], &diag(&s1), &[1.0, 1.0, 0.0], &diag(&s2), n);
+        let diag = |s: &[f64; 3]| {
+            (0..9)
+                .map(|k| if k % 4 == 0 { s[k / 4] } else { 0.0 })
+                .collect::<Vec<_>>()
+        };
+        let fd = frechet_from_moments(
+            &[0.0, 1.0, 2.0],
+            &diag(&s1),
+            &[1.0, 1.0, 0.0],
+            &diag(&s2),
+            n,
+        );
         let want = 1.0 + 4.0 + (1.0f64 - 3.0).powi(2) + (2.0f64 - 1.0).powi(2);
         assert!((fd - want).abs() < 1e-10, "{fd} vs {want}");
         // A rotated pair: FD is invariant under a common rotation.
@@ -159,7 +187,8 @@ mod tests {
         let r = [c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0];
         let rt: Vec<f64> = (0..9).map(|k| r[(k % 3) * 3 + k / 3]).collect();
         let rot = |m: &[f64]| matmul(&matmul(&r, m, 3), &rt, 3);
-        let fd_rot = frechet_from_moments(&[0.0; 3], &rot(&diag(&s1)), &[0.0; 3], &rot(&diag(&s2)), n);
+        let fd_rot =
+            frechet_from_moments(&[0.0; 3], &rot(&diag(&s1)), &[0.0; 3], &rot(&diag(&s2)), n);
         assert!((fd_rot - (4.0 + 1.0)).abs() < 1e-9, "{fd_rot}");
         let x: Vec<f64> = (0..200).map(|k| ((k * 7919) % 101) as f64 / 10.0).collect();
         assert!(frechet_distance(&x, &x, 2).unwrap().abs() < 1e-9);

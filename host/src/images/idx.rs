@@ -24,8 +24,19 @@ pub struct IdxU8 {
 /// # Errors
 /// Every malformed field, named (see the module docs).
 pub fn read_idx_u8(bytes: &[u8]) -> Result<IdxU8> {
-    ensure!(bytes.len() >= 4, "IDX: file has {} bytes, shorter than the 4-byte magic", bytes.len());
-    ensure!(bytes[0] == 0 && bytes[1] == 0, "IDX: bad magic {:02x}{:02x}{:02x}{:02x} (must start 00 00; a gzipped file starts 1f 8b: decompress it first)", bytes[0], bytes[1], bytes[2], bytes[3]);
+    ensure!(
+        bytes.len() >= 4,
+        "IDX: file has {} bytes, shorter than the 4-byte magic",
+        bytes.len()
+    );
+    ensure!(
+        bytes[0] == 0 && bytes[1] == 0,
+        "IDX: bad magic {:02x}{:02x}{:02x}{:02x} (must start 00 00; a gzipped file starts 1f 8b: decompress it first)",
+        bytes[0],
+        bytes[1],
+        bytes[2],
+        bytes[3]
+    );
     let (kind, ndims) = (bytes[2], bytes[3] as usize);
     if kind != 0x08 {
         let name = match kind {
@@ -38,15 +49,38 @@ pub fn read_idx_u8(bytes: &[u8]) -> Result<IdxU8> {
         };
         bail!("IDX: data type 0x{kind:02x} ({name}) is not supported; only 0x08 (u8) is");
     }
-    ensure!((1..=4).contains(&ndims), "IDX: {ndims} dimensions; expected 1 to 4");
+    ensure!(
+        (1..=4).contains(&ndims),
+        "IDX: {ndims} dimensions; expected 1 to 4"
+    );
     let header = 4 + 4 * ndims;
-    ensure!(bytes.len() >= header, "IDX: header truncated ({} bytes, {ndims} dimensions need {header})", bytes.len());
-    let dims: Vec<usize> = bytes[4..header].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
-    let count = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).context("IDX: dimension product overflows")?;
+    ensure!(
+        bytes.len() >= header,
+        "IDX: header truncated ({} bytes, {ndims} dimensions need {header})",
+        bytes.len()
+    );
+    let dims: Vec<usize> = bytes[4..header]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect();
+    let count = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .context("IDX: dimension product overflows")?;
     let have = bytes.len() - header;
-    ensure!(have >= count, "IDX: data truncated: dimensions {dims:?} need {count} bytes, file has {have}");
-    ensure!(have == count, "IDX: {} trailing bytes after the {count} data bytes of {dims:?}", have - count);
-    Ok(IdxU8 { dims, data: bytes[header..].to_vec() })
+    ensure!(
+        have >= count,
+        "IDX: data truncated: dimensions {dims:?} need {count} bytes, file has {have}"
+    );
+    ensure!(
+        have == count,
+        "IDX: {} trailing bytes after the {count} data bytes of {dims:?}",
+        have - count
+    );
+    Ok(IdxU8 {
+        dims,
+        data: bytes[header..].to_vec(),
+    })
 }
 
 /// Reads an MNIST-style image file and its label file: images `[n][h·w]` on [−1, 1]
@@ -59,13 +93,35 @@ pub fn read_mnist(images: &Path, labels: &Path) -> Result<(Vec<f32>, Vec<u8>, us
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
     let im = read_idx_u8(&read(images)?).with_context(|| format!("in {}", images.display()))?;
     let lb = read_idx_u8(&read(labels)?).with_context(|| format!("in {}", labels.display()))?;
-    ensure!(im.dims.len() == 3 && im.dims[1] == im.dims[2], "{}: images must be [n, side, side], found {:?}", images.display(), im.dims);
-    ensure!(lb.dims.len() == 1, "{}: labels must be [n], found {:?}", labels.display(), lb.dims);
-    ensure!(im.dims[0] == lb.dims[0], "{} images but {} labels", im.dims[0], lb.dims[0]);
+    ensure!(
+        im.dims.len() == 3 && im.dims[1] == im.dims[2],
+        "{}: images must be [n, side, side], found {:?}",
+        images.display(),
+        im.dims
+    );
+    ensure!(
+        lb.dims.len() == 1,
+        "{}: labels must be [n], found {:?}",
+        labels.display(),
+        lb.dims
+    );
+    ensure!(
+        im.dims[0] == lb.dims[0],
+        "{} images but {} labels",
+        im.dims[0],
+        lb.dims[0]
+    );
     if let Some(bad) = lb.data.iter().find(|&&l| l > 9) {
         bail!("{}: label {bad} is not a digit", labels.display());
     }
-    Ok((im.data.iter().map(|&p| (f64::from(p) / 127.5 - 1.0) as f32).collect(), lb.data, im.dims[1]))
+    Ok((
+        im.data
+            .iter()
+            .map(|&p| (f64::from(p) / 127.5 - 1.0) as f32)
+            .collect(),
+        lb.data,
+        im.dims[1],
+    ))
 }
 
 #[cfg(test)]
@@ -112,9 +168,24 @@ mod tests {
         assert_eq!((side, labels), (2, vec![3, 9]));
         assert_eq!(images[..2], [-1.0, 1.0]);
         std::fs::write(&lp, idx(8, &[2], &[3, 10])).unwrap();
-        assert!(read_mnist(&ip, &lp).unwrap_err().to_string().contains("not a digit"));
+        assert!(
+            read_mnist(&ip, &lp)
+                .unwrap_err()
+                .to_string()
+                .contains("not a digit")
+        );
         std::fs::write(&lp, idx(8, &[3], &[3, 1, 2])).unwrap();
-        assert!(read_mnist(&ip, &lp).unwrap_err().to_string().contains("2 images but 3 labels"));
-        assert!(read_mnist(&dir.path().join("missing"), &lp).unwrap_err().to_string().contains("cannot read"));
+        assert!(
+            read_mnist(&ip, &lp)
+                .unwrap_err()
+                .to_string()
+                .contains("2 images but 3 labels")
+        );
+        assert!(
+            read_mnist(&dir.path().join("missing"), &lp)
+                .unwrap_err()
+                .to_string()
+                .contains("cannot read")
+        );
     }
 }

@@ -30,9 +30,19 @@ pub struct StripGeometry {
 
 impl StripGeometry {
     /// The full-resolution (64×64) geometry of D3.
-    pub const FULL: Self = Self { side: 64, strips: [(0, 21), (21, 42), (42, 63)], min_component: 16, well_formed: (48, 88) };
+    pub const FULL: Self = Self {
+        side: 64,
+        strips: [(0, 21), (21, 42), (42, 63)],
+        min_component: 16,
+        well_formed: (48, 88),
+    };
     /// The 2×-downscaled (32×32) geometry.
-    pub const HALF: Self = Self { side: 32, strips: [(0, 11), (11, 21), (21, 32)], min_component: 4, well_formed: (12, 30) };
+    pub const HALF: Self = Self {
+        side: 32,
+        strips: [(0, 11), (11, 21), (21, 32)],
+        min_component: 4,
+        well_formed: (12, 30),
+    };
 
     /// The geometry for images of side `side` (64 or 32).
     ///
@@ -66,7 +76,11 @@ pub struct ShapesLabel {
 /// If the image length is not `side²` of the geometry.
 pub fn label_image(image: &[f32], geometry: &StripGeometry) -> Result<ShapesLabel> {
     let side = geometry.side;
-    ensure!(image.len() == side * side, "shapes labeller: image has {} values, expected {side}×{side}", image.len());
+    ensure!(
+        image.len() == side * side,
+        "shapes labeller: image has {} values, expected {side}×{side}",
+        image.len()
+    );
     let mut label = ShapesLabel::default();
     let mut seen = vec![false; side * side];
     let mut stack = Vec::new();
@@ -111,8 +125,15 @@ pub fn label_image(image: &[f32], geometry: &StripGeometry) -> Result<ShapesLabe
 /// If the batch length is not a multiple of `side²`.
 pub fn label_batch(images: &[f32], geometry: &StripGeometry) -> Result<Vec<ShapesLabel>> {
     let d = geometry.side * geometry.side;
-    ensure!(images.len() % d == 0, "shapes labeller: {} values is not a whole number of {d}-pixel images", images.len());
-    images.chunks_exact(d).map(|im| label_image(im, geometry)).collect()
+    ensure!(
+        images.len().is_multiple_of(d),
+        "shapes labeller: {} values is not a whole number of {d}-pixel images",
+        images.len()
+    );
+    images
+        .chunks_exact(d)
+        .map(|im| label_image(im, geometry))
+        .collect()
 }
 
 /// Totals over a labelled batch.
@@ -143,7 +164,11 @@ impl ShapesSummary {
     /// Fraction hallucinated (0 when empty).
     #[must_use]
     pub fn hallucinated_fraction(&self) -> f64 {
-        if self.n == 0 { 0.0 } else { self.hallucinated as f64 / self.n as f64 }
+        if self.n == 0 {
+            0.0
+        } else {
+            self.hallucinated as f64 / self.n as f64
+        }
     }
 }
 
@@ -155,7 +180,16 @@ mod tests {
     fn canvas_of(shapes: &[(ShapeKind, usize, usize)]) -> Vec<u8> {
         let mut canvas = vec![0u8; SIDE * SIDE];
         for &(kind, x1, y1) in shapes {
-            draw(&mut canvas, &ShapeMeta { kind, x1, y1, size: kind.size() }).unwrap();
+            draw(
+                &mut canvas,
+                &ShapeMeta {
+                    kind,
+                    x1,
+                    y1,
+                    size: kind.size(),
+                },
+            )
+            .unwrap();
         }
         canvas
     }
@@ -182,7 +216,14 @@ mod tests {
         let empty = label_image(&unit(&canvas_of(&[])), &g).unwrap();
         assert!(empty.empty && !empty.hallucinated && empty.components == [0, 0, 0]);
 
-        let one = label_image(&unit(&canvas_of(&[(ShapeKind::Triangle, 3, 4), (ShapeKind::Pentagon, 9, 40)])), &g).unwrap();
+        let one = label_image(
+            &unit(&canvas_of(&[
+                (ShapeKind::Triangle, 3, 4),
+                (ShapeKind::Pentagon, 9, 40),
+            ])),
+            &g,
+        )
+        .unwrap();
         assert_eq!(one.components, [1, 0, 1]);
         assert!(!one.empty && !one.hallucinated && one.malformed == 0);
 
@@ -196,8 +237,16 @@ mod tests {
 
         // A pentagon pasted into the triangle column: hallucinated, still well formed.
         let mut mixed = canvas_of(&[(ShapeKind::Triangle, 0, 0)]);
-        paste_panel(&mut mixed, &canvas_of(&[(ShapeKind::Pentagon, 8, 30)]), 2, 0);
-        assert_eq!(label_image(&unit(&mixed), &g).unwrap().components, [2, 0, 0]);
+        paste_panel(
+            &mut mixed,
+            &canvas_of(&[(ShapeKind::Pentagon, 8, 30)]),
+            2,
+            0,
+        );
+        assert_eq!(
+            label_image(&unit(&mixed), &g).unwrap().components,
+            [2, 0, 0]
+        );
     }
 
     #[test]
@@ -240,10 +289,17 @@ mod tests {
             let g = StripGeometry::for_side(side).unwrap();
             let labels = label_batch(&set.to_unit(side).unwrap(), &g).unwrap();
             for (l, shapes) in labels.iter().zip(&set.shapes) {
-                assert!(!l.hallucinated && !l.empty && l.malformed == 0, "side {side}: {l:?} for {shapes:?}");
+                assert!(
+                    !l.hallucinated && !l.empty && l.malformed == 0,
+                    "side {side}: {l:?} for {shapes:?}"
+                );
                 for k in ShapeKind::ALL {
                     let present = shapes.iter().any(|s| s.kind == k);
-                    assert_eq!(l.components[k.panel()], usize::from(present), "side {side} {shapes:?}");
+                    assert_eq!(
+                        l.components[k.panel()],
+                        usize::from(present),
+                        "side {side} {shapes:?}"
+                    );
                 }
             }
         }

@@ -32,8 +32,15 @@ fn adler32(bytes: &[u8]) -> u32 {
 /// # Errors
 /// Zero or oversized dimensions, or a pixel count that does not match.
 pub fn encode_gray(width: usize, height: usize, pixels: &[u8]) -> Result<Vec<u8>> {
-    ensure!(width > 0 && height > 0 && width <= 1 << 16 && height <= 1 << 16, "PNG: size {width}×{height} out of range");
-    ensure!(pixels.len() == width * height, "PNG: {} pixels for {width}×{height}", pixels.len());
+    ensure!(
+        width > 0 && height > 0 && width <= 1 << 16 && height <= 1 << 16,
+        "PNG: size {width}×{height} out of range"
+    );
+    ensure!(
+        pixels.len() == width * height,
+        "PNG: {} pixels for {width}×{height}",
+        pixels.len()
+    );
     let mut raw = Vec::with_capacity((width + 1) * height);
     for row in pixels.chunks_exact(width) {
         raw.push(0);
@@ -65,9 +72,18 @@ pub fn encode_gray(width: usize, height: usize, pixels: &[u8]) -> Result<Vec<u8>
 ///
 /// # Errors
 /// Empty input, bad sizes, or I/O.
-pub fn write_grid(path: &Path, images: &[f32], side: usize, cols: usize, zoom: usize) -> Result<()> {
+pub fn write_grid(
+    path: &Path,
+    images: &[f32],
+    side: usize,
+    cols: usize,
+    zoom: usize,
+) -> Result<()> {
     let d = side * side;
-    ensure!(d > 0 && cols > 0 && zoom > 0 && images.len() >= d, "image grid: nothing to draw");
+    ensure!(
+        d > 0 && cols > 0 && zoom > 0 && images.len() >= d,
+        "image grid: nothing to draw"
+    );
     let n = (images.len() / d).min(cols * cols);
     let rows = n.div_ceil(cols);
     let cell = side * zoom + 1;
@@ -111,7 +127,10 @@ mod tests {
         let path = dir.path().join("g.png");
         let images = [vec![-1.0f32; 4], vec![1.0f32; 4]].concat();
         write_grid(&path, &images, 2, 2, 3).unwrap();
-        let mut reader = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap())).read_info().unwrap();
+        let mut reader =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()))
+                .read_info()
+                .unwrap();
         let mut buf = vec![0; reader.output_buffer_size()];
         let info = reader.next_frame(&mut buf).unwrap();
         assert_eq!((info.width, info.height), (15, 8));

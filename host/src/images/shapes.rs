@@ -112,7 +112,11 @@ impl ShapeKind {
         match self {
             Self::Square => (0..8).for_each(|dy| (0..8).for_each(|dx| put(dx, dy))),
             Self::Triangle | Self::Pentagon => {
-                let (rows, origin) = if self == Self::Triangle { (&TRIANGLE, 0) } else { (&PENTAGON, -5) };
+                let (rows, origin) = if self == Self::Triangle {
+                    (&TRIANGLE, 0)
+                } else {
+                    (&PENTAGON, -5)
+                };
                 for (dy, row) in rows.iter().enumerate() {
                     for (dx, c) in row.bytes().enumerate() {
                         if c == b'#' {
@@ -143,7 +147,11 @@ pub struct ShapeMeta {
 /// # Errors
 /// If the anchor is outside the shape's placement range.
 pub fn draw(canvas: &mut [u8], shape: &ShapeMeta) -> Result<usize> {
-    ensure!(canvas.len() == SIDE * SIDE, "canvas holds {} bytes, not 64×64", canvas.len());
+    ensure!(
+        canvas.len() == SIDE * SIDE,
+        "canvas holds {} bytes, not 64×64",
+        canvas.len()
+    );
     let ([x_lo, x_hi], [y_lo, y_hi]) = shape.kind.placement();
     ensure!(
         (x_lo..=x_hi).contains(&shape.x1) && (y_lo..=y_hi).contains(&shape.y1),
@@ -189,7 +197,10 @@ impl ShapesSet {
         ensure!(count > 0, "shapes: asked for 0 images");
         let cap = count * 8 / 5;
         let mut rng = chacha_stream(seed, SHAPES_STREAM);
-        let mut set = Self { pixels: Vec::with_capacity(count * SIDE * SIDE), shapes: Vec::with_capacity(count) };
+        let mut set = Self {
+            pixels: Vec::with_capacity(count * SIDE * SIDE),
+            shapes: Vec::with_capacity(count),
+        };
         let mut canvas = vec![0u8; SIDE * SIDE];
         for _ in 0..cap {
             canvas.fill(0);
@@ -201,7 +212,12 @@ impl ShapesSet {
                     let ([x_lo, x_hi], [y_lo, y_hi]) = kind.placement();
                     let x1 = draw_int(&mut rng, x_lo, x_hi);
                     let y1 = draw_int(&mut rng, y_lo, y_hi);
-                    let meta = ShapeMeta { kind, x1, y1, size: kind.size() };
+                    let meta = ShapeMeta {
+                        kind,
+                        x1,
+                        y1,
+                        size: kind.size(),
+                    };
                     draw(&mut canvas, &meta)?;
                     drawn.push(meta);
                 }
@@ -214,7 +230,10 @@ impl ShapesSet {
                 }
             }
         }
-        bail!("shapes: only {} non-empty images after {cap} tries (wanted {count})", set.shapes.len())
+        bail!(
+            "shapes: only {} non-empty images after {cap} tries (wanted {count})",
+            set.shapes.len()
+        )
     }
 
     /// Number of images.
@@ -266,7 +285,16 @@ mod tests {
 
     fn area_of(kind: ShapeKind, x1: usize, y1: usize) -> usize {
         let mut canvas = vec![0u8; SIDE * SIDE];
-        let area = draw(&mut canvas, &ShapeMeta { kind, x1, y1, size: kind.size() }).unwrap();
+        let area = draw(
+            &mut canvas,
+            &ShapeMeta {
+                kind,
+                x1,
+                y1,
+                size: kind.size(),
+            },
+        )
+        .unwrap();
         assert_eq!(area, canvas.iter().filter(|&&p| p == 255).count());
         area
     }
@@ -277,14 +305,30 @@ mod tests {
             assert_eq!(area_of(ShapeKind::Square, x1, 1), 64);
         }
         for x1 in 0..=10 {
-            assert_eq!(area_of(ShapeKind::Triangle, x1, 52), if x1 == 10 { 64 } else { 65 });
+            assert_eq!(
+                area_of(ShapeKind::Triangle, x1, 52),
+                if x1 == 10 { 64 } else { 65 }
+            );
         }
         for x1 in 5..=16 {
-            assert_eq!(area_of(ShapeKind::Pentagon, x1, 58), if x1 == 16 { 69 } else { 70 });
+            assert_eq!(
+                area_of(ShapeKind::Pentagon, x1, 58),
+                if x1 == 16 { 69 } else { 70 }
+            );
         }
         let mut canvas = vec![0u8; SIDE * SIDE];
-        let bad = ShapeMeta { kind: ShapeKind::Square, x1: 8, y1: 1, size: 8 };
-        assert!(draw(&mut canvas, &bad).unwrap_err().to_string().contains("outside"));
+        let bad = ShapeMeta {
+            kind: ShapeKind::Square,
+            x1: 8,
+            y1: 1,
+            size: 8,
+        };
+        assert!(
+            draw(&mut canvas, &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("outside")
+        );
     }
 
     /// Signed test of a point against a convex polygon: (inside, distance to the boundary).
@@ -321,9 +365,21 @@ mod tests {
                 (x1 as f64 + 5.0 * a.cos(), y1 as f64 - 5.0 * a.sin())
             })
             .collect();
-        for (kind, poly) in [(ShapeKind::Triangle, triangle.to_vec()), (ShapeKind::Pentagon, pentagon)] {
+        for (kind, poly) in [
+            (ShapeKind::Triangle, triangle.to_vec()),
+            (ShapeKind::Pentagon, pentagon),
+        ] {
             let mut canvas = vec![0u8; SIDE * SIDE];
-            draw(&mut canvas, &ShapeMeta { kind, x1, y1, size: kind.size() }).unwrap();
+            draw(
+                &mut canvas,
+                &ShapeMeta {
+                    kind,
+                    x1,
+                    y1,
+                    size: kind.size(),
+                },
+            )
+            .unwrap();
             let offset = kind.panel() * PANEL_WIDTH;
             for y in 0..PANEL_HEIGHT {
                 for x in 0..PANEL_WIDTH {
@@ -393,10 +449,16 @@ mod tests {
         let full = a.to_unit(64).unwrap();
         let half = a.to_unit(32).unwrap();
         assert_eq!(half.len(), 20 * 32 * 32);
-        for (img, (f, h)) in full.chunks_exact(4096).zip(half.chunks_exact(1024)).enumerate() {
+        for (img, (f, h)) in full
+            .chunks_exact(4096)
+            .zip(half.chunks_exact(1024))
+            .enumerate()
+        {
             for y in 0..32 {
                 for x in 0..32 {
-                    let m = (f[2 * y * 64 + 2 * x] + f[2 * y * 64 + 2 * x + 1] + f[(2 * y + 1) * 64 + 2 * x]
+                    let m = (f[2 * y * 64 + 2 * x]
+                        + f[2 * y * 64 + 2 * x + 1]
+                        + f[(2 * y + 1) * 64 + 2 * x]
                         + f[(2 * y + 1) * 64 + 2 * x + 1])
                         / 4.0;
                     assert!((m - h[y * 32 + x]).abs() < 1e-6, "image {img} ({x},{y})");

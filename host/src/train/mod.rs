@@ -17,7 +17,9 @@ pub mod trainer;
 
 pub use adam::{Adam, AdamConfig};
 pub use layout::Layout;
-pub use trainer::{CheckpointPolicy, TrainConfig, Trainer, checkpoint_path};
+pub use trainer::{
+    CheckpointPolicy, TrainConfig, Trainer, checkpoint_path, previous_checkpoint_path,
+};
 
 #[cfg(test)]
 mod tests;

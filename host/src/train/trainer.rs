@@ -145,6 +145,15 @@ pub fn checkpoint_path(dir: &Path) -> PathBuf {
     dir.join("checkpoint.mckpt")
 }
 
+/// Where the checkpoint before the current one is kept: `<checkpoint>.prev`. A corrupt or
+/// truncated current checkpoint is refused on resume; this one is still there.
+#[must_use]
+pub fn previous_checkpoint_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".prev");
+    path.with_file_name(name)
+}
+
 /// A training run in progress.
 pub struct Trainer {
     config: TrainConfig,
@@ -409,12 +418,28 @@ impl Trainer {
         Ok(())
     }
 
-    /// Writes the checkpoint to `path` atomically.
+    /// Writes the checkpoint to `path` atomically, first keeping the current one (if any)
+    /// as [`previous_checkpoint_path`]. At every instant `path` holds a complete checkpoint
+    /// (the old or the new one) and `.prev` a complete older one: the old file is hard-linked
+    /// (or copied) to a temporary name and renamed onto `.prev` before the new one is renamed
+    /// onto `path`.
     ///
     /// # Errors
-    /// If the file cannot be written.
+    /// If either file cannot be written.
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        write_atomic(path, &self.checkpoint()?)
+        let bytes = self.checkpoint()?;
+        if path.is_file() {
+            let prev = previous_checkpoint_path(path);
+            let mut tmp_name = prev.file_name().unwrap_or_default().to_os_string();
+            tmp_name.push(format!(".{}.link.tmp", std::process::id()));
+            let tmp = prev.with_file_name(tmp_name);
+            let _ = std::fs::remove_file(&tmp);
+            std::fs::hard_link(path, &tmp)
+                .or_else(|_| std::fs::copy(path, &tmp).map(|_| ()))
+                .and_then(|()| std::fs::rename(&tmp, &prev))
+                .with_context(|| format!("cannot keep the previous checkpoint as {}", prev.display()))?;
+        }
+        write_atomic(path, &bytes)
             .with_context(|| format!("cannot write checkpoint {}", path.display()))
     }
 }

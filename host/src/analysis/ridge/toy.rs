@@ -148,27 +148,33 @@ pub fn run_toy(
                 .unwrap_or(0)
         })
         .collect();
+    // Per-step constants, shared by every path: (a_t, h_t, Δ_j, √(2Δ_j)).
+    let grid: Vec<(f64, f64, f64, f64)> = (0..cfg.steps)
+        .map(|j| {
+            let t = cfg.time(j);
+            let dt = t - cfg.time(j + 1);
+            ((-t).exp(), -(-2.0 * t).exp_m1(), dt, (2.0 * dt).sqrt())
+        })
+        .collect();
+    let diffused: Vec<_> = grid
+        .iter()
+        .map(|&(a, h, _, _)| cfg.points.diffused(a, h))
+        .collect::<Result<_>>()?;
+    let mut snapshot_slot = vec![None; cfg.steps + 1];
+    for (s, &j) in log_steps.iter().enumerate() {
+        snapshot_slot[j] = Some(s);
+    }
     let paths = par_map(n, cfg.threads, progress, |p| -> Result<Vec<[f64; 2]>> {
         let mut y = [0.0; 2];
         normals(cfg.seed, STREAM_INIT, p, 0, &mut y);
-        let mut snapshots = vec![[0.0; 2]; log_steps.len()];
+        let mut snapshots = vec![[0.0; 2]; log_steps.len() + 1];
         let mut z = [0.0; 2];
         let mut den = [0.0; 2];
-        for j in 0..=cfg.steps {
-            for (slot, _) in snapshots
-                .iter_mut()
-                .zip(&log_steps)
-                .filter(|(_, s)| **s == j)
-            {
-                *slot = y;
+        for (j, (&(a, h, dt, diffusion), p_t)) in grid.iter().zip(&diffused).enumerate() {
+            if let Some(s) = snapshot_slot[j] {
+                snapshots[s] = y;
             }
-            if j == cfg.steps {
-                break;
-            }
-            let t = cfg.time(j);
-            let dt = t - cfg.time(j + 1);
-            let (a, h) = ((-t).exp(), -(-2.0 * t).exp_m1());
-            cfg.points.diffused(a, h)?.denoise(&y, &mut den)?;
+            p_t.denoise(&y, &mut den)?;
             let mut m = [a * den[0], a * den[1]];
             let mut offset = 0.0;
             match injection {
@@ -178,11 +184,14 @@ pub fn run_toy(
                 Injection::ScoreNormal { offset: c } => offset = c,
             }
             normals(cfg.seed, STREAM_STEP, p, j, &mut z);
-            let diffusion = (2.0 * dt).sqrt();
             y[0] += (y[0] + 2.0 * (m[0] - y[0]) / h) * dt + diffusion * z[0];
             y[1] += (y[1] + 2.0 * ((m[1] - y[1]) / h + offset)) * dt + diffusion * z[1];
         }
-        snapshots.push(y);
+        if let Some(s) = snapshot_slot[cfg.steps] {
+            snapshots[s] = y;
+        }
+        let last = log_steps.len();
+        snapshots[last] = y;
         Ok(snapshots)
     });
     let paths: Vec<Vec<[f64; 2]>> = paths.into_iter().collect::<Result<_>>()?;

@@ -16,7 +16,7 @@
 use anyhow::{Result, ensure};
 
 use super::closed_form::Process;
-use crate::analysis::mixture::Mixture;
+use crate::analysis::mixture::{Diffused, Mixture};
 use crate::analysis::paths::{STREAM_INIT, STREAM_STEP, normals, par_map};
 use crate::analysis::stats::normal_cdf;
 
@@ -82,7 +82,15 @@ impl NoiseDenoise<'_> {
         );
         let start = self.mixture.subset(self.start)?;
         let dim = self.mixture.dim();
-        let results = par_map(n, self.threads, progress, |p| self.path(&start, p));
+        // The diffused mixture at t = t̂ − jΔ, shared by every path.
+        let dt = self.t_hat / self.steps as f64;
+        let levels: Vec<Diffused<'_>> = (0..self.steps)
+            .map(|j| {
+                let t = self.t_hat - j as f64 * dt;
+                self.mixture.diffused((-t).exp(), -(-2.0 * t).exp_m1())
+            })
+            .collect::<Result<_>>()?;
+        let results = par_map(n, self.threads, progress, |p| self.path(&start, &levels, p));
         let mut finals = Vec::with_capacity(n * dim);
         let mut labels = Vec::with_capacity(n);
         for r in results {
@@ -97,7 +105,7 @@ impl NoiseDenoise<'_> {
         })
     }
 
-    fn path(&self, start: &Mixture, p: usize) -> Result<Vec<f64>> {
+    fn path(&self, start: &Mixture, levels: &[Diffused<'_>], p: usize) -> Result<Vec<f64>> {
         let dim = self.mixture.dim();
         let mut z = vec![0.0; dim];
         let mut grad = vec![0.0; dim];
@@ -128,11 +136,8 @@ impl NoiseDenoise<'_> {
         }
         let dt = self.t_hat / self.steps as f64;
         let diffusion = (2.0 * dt).sqrt();
-        for j in 0..self.steps {
-            let t = self.t_hat - j as f64 * dt;
-            let a_t = (-t).exp();
-            let h_t = -(-2.0 * t).exp_m1();
-            self.mixture.diffused(a_t, h_t)?.score(&x, &mut grad)?;
+        for (j, level) in levels.iter().enumerate() {
+            level.score(&x, &mut grad)?;
             match self.process {
                 Process::Sde => {
                     normals(self.seed, STREAM_STEP, p, j, &mut z);

@@ -51,11 +51,25 @@ impl UnetModel {
     /// If the parameter count disagrees with the config.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let layout = UnetLayout::new(self.config)?;
-        ensure!(self.params.len() == layout.param_count(), "U-Net model: {} parameters for a layout of {}", self.params.len(), layout.param_count());
+        ensure!(
+            self.params.len() == layout.param_count(),
+            "U-Net model: {} parameters for a layout of {}",
+            self.params.len(),
+            layout.param_count()
+        );
         let mut out = Vec::with_capacity(HEADER + 4 * self.params.len() + 4);
         out.extend_from_slice(MAGIC);
         let c = self.config;
-        for v in [VERSION, c.side as u32, c.c1 as u32, c.c2 as u32, c.temb_dim as u32, c.time_width as u32, c.groups as u32, self.train_steps as u32] {
+        for v in [
+            VERSION,
+            c.side as u32,
+            c.c1 as u32,
+            c.c2 as u32,
+            c.temb_dim as u32,
+            c.time_width as u32,
+            c.groups as u32,
+            self.train_steps as u32,
+        ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&self.beta.0.to_le_bytes());
@@ -76,36 +90,86 @@ impl UnetModel {
     /// Truncation, bad magic, unsupported version, CRC mismatch, invalid sizes or
     /// schedule, parameter count mismatch, non-finite parameters.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        ensure!(bytes.len() >= HEADER + 4, "U-Net model file truncated: {} bytes, the header alone needs {}", bytes.len(), HEADER + 4);
-        ensure!(&bytes[..8] == MAGIC, "not a mirage U-Net model file (bad magic)");
-        let u32_at = |off: usize| u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]]);
+        ensure!(
+            bytes.len() >= HEADER + 4,
+            "U-Net model file truncated: {} bytes, the header alone needs {}",
+            bytes.len(),
+            HEADER + 4
+        );
+        ensure!(
+            &bytes[..8] == MAGIC,
+            "not a mirage U-Net model file (bad magic)"
+        );
+        let u32_at = |off: usize| {
+            u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]])
+        };
         let f64_at = |off: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&bytes[off..off + 8]);
             f64::from_le_bytes(b)
         };
         let version = u32_at(8);
-        ensure!(version == VERSION, "U-Net model file version {version} is not supported (this build reads {VERSION})");
+        ensure!(
+            version == VERSION,
+            "U-Net model file version {version} is not supported (this build reads {VERSION})"
+        );
         let count = u32_at(60) as usize;
         let expected = HEADER + 4 * count + 4;
-        ensure!(bytes.len() == expected, "U-Net model file has {} bytes; its header (P = {count}) implies {expected}", bytes.len());
+        ensure!(
+            bytes.len() == expected,
+            "U-Net model file has {} bytes; its header (P = {count}) implies {expected}",
+            bytes.len()
+        );
         let body = &bytes[..expected - 4];
         let stored = u32_at(expected - 4);
-        ensure!(mirage_core::crc32::crc32(body) == stored, "U-Net model file is corrupt (CRC-32 mismatch)");
+        ensure!(
+            mirage_core::crc32::crc32(body) == stored,
+            "U-Net model file is corrupt (CRC-32 mismatch)"
+        );
         let f = |i: usize| u32_at(12 + 4 * i) as usize;
-        let config = UnetConfig { side: f(0), c1: f(1), c2: f(2), temb_dim: f(3), time_width: f(4), groups: f(5) };
+        let config = UnetConfig {
+            side: f(0),
+            c1: f(1),
+            c2: f(2),
+            temb_dim: f(3),
+            time_width: f(4),
+            groups: f(5),
+        };
         let layout = UnetLayout::new(config).context("U-Net model file has an invalid shape")?;
-        ensure!(count == layout.param_count(), "U-Net model file holds {count} parameters; its shape needs {}", layout.param_count());
+        ensure!(
+            count == layout.param_count(),
+            "U-Net model file holds {count} parameters; its shape needs {}",
+            layout.param_count()
+        );
         let train_steps = u32_at(36) as usize;
-        ensure!((2..=100_000).contains(&train_steps), "U-Net model file: train steps {train_steps} outside 2..=100000");
+        ensure!(
+            (2..=100_000).contains(&train_steps),
+            "U-Net model file: train steps {train_steps} outside 2..=100000"
+        );
         let beta = (f64_at(40), f64_at(48));
-        ensure!(beta.0.is_finite() && beta.1.is_finite() && 0.0 < beta.0 && beta.0 < beta.1 && beta.1 < 1.0, "U-Net model file: β schedule {beta:?} must satisfy 0 < start < end < 1");
+        ensure!(
+            beta.0.is_finite()
+                && beta.1.is_finite()
+                && 0.0 < beta.0
+                && beta.0 < beta.1
+                && beta.1 < 1.0,
+            "U-Net model file: β schedule {beta:?} must satisfy 0 < start < end < 1"
+        );
         let hal_threshold = f32::from_le_bytes([bytes[56], bytes[57], bytes[58], bytes[59]]);
-        let params: Vec<f32> = bytes[HEADER..expected - 4].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let params: Vec<f32> = bytes[HEADER..expected - 4]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         if let Some(i) = params.iter().position(|p| !p.is_finite()) {
             bail!("U-Net model file: parameter {i} is not finite");
         }
-        Ok(Self { config, train_steps, beta, hal_threshold, params })
+        Ok(Self {
+            config,
+            train_steps,
+            beta,
+            hal_threshold,
+            params,
+        })
     }
 
     /// Writes the model atomically.
@@ -121,7 +185,8 @@ impl UnetModel {
     /// # Errors
     /// I/O (naming the path) or any [`UnetModel::from_bytes`] error.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read U-Net model {}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read U-Net model {}", path.display()))?;
         Self::from_bytes(&bytes).with_context(|| format!("in {}", path.display()))
     }
 }
@@ -131,10 +196,23 @@ mod tests {
     use super::*;
 
     fn model() -> UnetModel {
-        let config = UnetConfig { side: 8, c1: 4, c2: 4, temb_dim: 4, time_width: 4, groups: 2 };
+        let config = UnetConfig {
+            side: 8,
+            c1: 4,
+            c2: 4,
+            temb_dim: 4,
+            time_width: 4,
+            groups: 2,
+        };
         let layout = UnetLayout::new(config).unwrap();
         let params = layout.init(&mut mirage_core::noise::chacha_stream(5, 1));
-        UnetModel { config, train_steps: 1000, beta: (1e-4, 0.02), hal_threshold: f32::NAN, params }
+        UnetModel {
+            config,
+            train_steps: 1000,
+            beta: (1e-4, 0.02),
+            hal_threshold: f32::NAN,
+            params,
+        }
     }
 
     #[test]
@@ -143,7 +221,10 @@ mod tests {
         let bytes = m.to_bytes().unwrap();
         let back = UnetModel::from_bytes(&bytes).unwrap();
         assert_eq!(back.params, m.params);
-        assert_eq!((back.config, back.train_steps, back.beta), (m.config, m.train_steps, m.beta));
+        assert_eq!(
+            (back.config, back.train_steps, back.beta),
+            (m.config, m.train_steps, m.beta)
+        );
         assert!(back.hal_threshold.is_nan());
         for len in (0..bytes.len()).step_by(97) {
             assert!(UnetModel::from_bytes(&bytes[..len]).is_err());

@@ -73,7 +73,11 @@ pub fn im2col<T: Real>(x: &[T], d: Dims, k: usize, col: &mut [T]) {
                         let shift = kx as isize - pad;
                         for (xo, o) in out.iter_mut().enumerate() {
                             let sx = xo as isize + shift;
-                            *o = if sx < 0 || sx >= d.w as isize { T::ZERO } else { src[sx as usize] };
+                            *o = if sx < 0 || sx >= d.w as isize {
+                                T::ZERO
+                            } else {
+                                src[sx as usize]
+                            };
                         }
                     }
                 }
@@ -133,11 +137,23 @@ impl Conv {
     /// Scratch (im2col) length for input dims `d` (0 for 1×1).
     #[must_use]
     pub fn col_len(&self, d: Dims) -> usize {
-        if self.k == 1 { 0 } else { self.cin * self.k * self.k * d.n() }
+        if self.k == 1 {
+            0
+        } else {
+            self.cin * self.k * self.k * d.n()
+        }
     }
 
     /// y = conv(x) + b (overwrites `y`, `cout × n`).
-    pub fn forward<T: Real>(&self, w: &[T], bias: &[T], x: &[T], d: Dims, col: &mut Vec<T>, y: &mut [T]) {
+    pub fn forward<T: Real>(
+        &self,
+        w: &[T],
+        bias: &[T],
+        x: &[T],
+        d: Dims,
+        col: &mut Vec<T>,
+        y: &mut [T],
+    ) {
         let (n, kk) = (d.n(), self.cin * self.k * self.k);
         for (co, row) in y[..self.cout * n].chunks_exact_mut(n).enumerate() {
             row.fill(bias[co]);
@@ -154,7 +170,17 @@ impl Conv {
 
     /// Adds ∂W, ∂b and ∂x for upstream gradient `dy`.
     #[allow(clippy::too_many_arguments)]
-    pub fn backward<T: Real>(&self, w: &[T], x: &[T], d: Dims, dy: &[T], col: &mut Vec<T>, dw: &mut [T], db: &mut [T], dx: &mut [T]) {
+    pub fn backward<T: Real>(
+        &self,
+        w: &[T],
+        x: &[T],
+        d: Dims,
+        dy: &[T],
+        col: &mut Vec<T>,
+        dw: &mut [T],
+        db: &mut [T],
+        dx: &mut [T],
+    ) {
         let (n, kk) = (d.n(), self.cin * self.k * self.k);
         for (g, row) in db.iter_mut().zip(dy.chunks_exact(n)) {
             *g += row.iter().fold(T::ZERO, |a, &v| a + v);
@@ -173,7 +199,17 @@ impl Conv {
 }
 
 /// Group norm over `groups` groups of channels; caches x̂ and 1/σ per (sample, group).
-pub fn group_norm_forward<T: Real>(x: &[T], d: Dims, groups: usize, gamma: &[T], beta: &[T], xhat: &mut [T], rstd: &mut [T], y: &mut [T]) {
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_forward<T: Real>(
+    x: &[T],
+    d: Dims,
+    groups: usize,
+    gamma: &[T],
+    beta: &[T],
+    xhat: &mut [T],
+    rstd: &mut [T],
+    y: &mut [T],
+) {
     let (cpg, hw) = (d.c / groups, d.h * d.w);
     let count = (cpg * hw) as f64;
     for g in 0..groups {
@@ -186,7 +222,10 @@ pub fn group_norm_forward<T: Real>(x: &[T], d: Dims, groups: usize, gamma: &[T],
             let mean = sum / count;
             let mut var = 0.0f64;
             for (_, off) in planes() {
-                var += x[off..off + hw].iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>();
+                var += x[off..off + hw]
+                    .iter()
+                    .map(|v| (v.to_f64() - mean).powi(2))
+                    .sum::<f64>();
             }
             let r = 1.0 / (var / count + GN_EPS).sqrt();
             rstd[b * groups + g] = T::from_f64(r);
@@ -204,7 +243,17 @@ pub fn group_norm_forward<T: Real>(x: &[T], d: Dims, groups: usize, gamma: &[T],
 
 /// Backward of [`group_norm_forward`]: adds ∂γ, ∂β and ∂x.
 #[allow(clippy::too_many_arguments)]
-pub fn group_norm_backward<T: Real>(dy: &[T], d: Dims, groups: usize, gamma: &[T], xhat: &[T], rstd: &[T], dgamma: &mut [T], dbeta: &mut [T], dx: &mut [T]) {
+pub fn group_norm_backward<T: Real>(
+    dy: &[T],
+    d: Dims,
+    groups: usize,
+    gamma: &[T],
+    xhat: &[T],
+    rstd: &[T],
+    dgamma: &mut [T],
+    dbeta: &mut [T],
+    dx: &mut [T],
+) {
     let (cpg, hw) = (d.c / groups, d.h * d.w);
     let count = (cpg * hw) as f64;
     for g in 0..groups {
@@ -261,7 +310,8 @@ pub fn pool_forward<T: Real>(x: &[T], d: Dims, y: &mut [T]) {
         for yy in 0..h2 {
             for xx in 0..w2 {
                 let i = 2 * yy * d.w + 2 * xx;
-                dst[yy * w2 + xx] = (src[i] + src[i + 1] + src[i + d.w] + src[i + d.w + 1]) * quarter;
+                dst[yy * w2 + xx] =
+                    (src[i] + src[i + 1] + src[i + d.w] + src[i + d.w + 1]) * quarter;
             }
         }
     }
@@ -287,7 +337,10 @@ pub fn pool_backward<T: Real>(dy: &[T], d: Dims, dx: &mut [T]) {
 /// Nearest 2× upsample: `d` is the input; y has dims (c, b, 2h, 2w).
 pub fn up_forward<T: Real>(x: &[T], d: Dims, y: &mut [T]) {
     let w2 = 2 * d.w;
-    for (src, dst) in x.chunks_exact(d.h * d.w).zip(y.chunks_exact_mut(4 * d.h * d.w)) {
+    for (src, dst) in x
+        .chunks_exact(d.h * d.w)
+        .zip(y.chunks_exact_mut(4 * d.h * d.w))
+    {
         for yy in 0..2 * d.h {
             for xx in 0..w2 {
                 dst[yy * w2 + xx] = src[(yy / 2) * d.w + xx / 2];
@@ -299,7 +352,10 @@ pub fn up_forward<T: Real>(x: &[T], d: Dims, y: &mut [T]) {
 /// Backward of [`up_forward`]: ∂x += the sum of the four ∂y.
 pub fn up_backward<T: Real>(dy: &[T], d: Dims, dx: &mut [T]) {
     let w2 = 2 * d.w;
-    for (src, dst) in dy.chunks_exact(4 * d.h * d.w).zip(dx.chunks_exact_mut(d.h * d.w)) {
+    for (src, dst) in dy
+        .chunks_exact(4 * d.h * d.w)
+        .zip(dx.chunks_exact_mut(d.h * d.w))
+    {
         for yy in 0..2 * d.h {
             for xx in 0..w2 {
                 dst[(yy / 2) * d.w + xx / 2] += src[yy * w2 + xx];
@@ -309,7 +365,15 @@ pub fn up_backward<T: Real>(dy: &[T], d: Dims, dx: &mut [T]) {
 }
 
 /// Dense rows: y `[rows][out]` = x `[rows][inp]`·Wᵀ + b, W `[out][inp]`.
-pub fn dense_forward<T: Real>(w: &[T], bias: &[T], x: &[T], rows: usize, inp: usize, out: usize, y: &mut [T]) {
+pub fn dense_forward<T: Real>(
+    w: &[T],
+    bias: &[T],
+    x: &[T],
+    rows: usize,
+    inp: usize,
+    out: usize,
+    y: &mut [T],
+) {
     for row in y[..rows * out].chunks_exact_mut(out) {
         row.copy_from_slice(&bias[..out]);
     }
@@ -318,7 +382,17 @@ pub fn dense_forward<T: Real>(w: &[T], bias: &[T], x: &[T], rows: usize, inp: us
 
 /// Backward of [`dense_forward`]: adds ∂W = ∂yᵀx, ∂b, ∂x = ∂y·W.
 #[allow(clippy::too_many_arguments)]
-pub fn dense_backward<T: Real>(w: &[T], x: &[T], dy: &[T], rows: usize, inp: usize, out: usize, dw: &mut [T], db: &mut [T], dx: &mut [T]) {
+pub fn dense_backward<T: Real>(
+    w: &[T],
+    x: &[T],
+    dy: &[T],
+    rows: usize,
+    inp: usize,
+    out: usize,
+    dw: &mut [T],
+    db: &mut [T],
+    dx: &mut [T],
+) {
     for row in dy.chunks_exact(out) {
         for (g, &v) in db.iter_mut().zip(row) {
             *g += v;

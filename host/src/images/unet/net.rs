@@ -22,8 +22,8 @@ use anyhow::{Result, ensure};
 use rand_core::Rng;
 
 use super::layers::{
-    Conv, Dims, dense_backward, dense_forward, group_norm_backward, group_norm_forward, pool_backward, pool_forward,
-    silu_backward, silu_forward, up_backward, up_forward,
+    Conv, Dims, dense_backward, dense_forward, group_norm_backward, group_norm_forward,
+    pool_backward, pool_forward, silu_backward, silu_forward, up_backward, up_forward,
 };
 use super::real::Real;
 
@@ -46,9 +46,23 @@ pub struct UnetConfig {
 
 impl UnetConfig {
     /// 32×32 shapes: channels 16/32, E = 32, Tc = 64, 4 groups (≈ 92k parameters).
-    pub const SHAPES32: Self = Self { side: 32, c1: 16, c2: 32, temb_dim: 32, time_width: 64, groups: 4 };
+    pub const SHAPES32: Self = Self {
+        side: 32,
+        c1: 16,
+        c2: 32,
+        temb_dim: 32,
+        time_width: 64,
+        groups: 4,
+    };
     /// 8×8 digits: channels 16/32, E = 32, Tc = 64, 4 groups.
-    pub const DIGITS8: Self = Self { side: 8, c1: 16, c2: 32, temb_dim: 32, time_width: 64, groups: 4 };
+    pub const DIGITS8: Self = Self {
+        side: 8,
+        c1: 16,
+        c2: 32,
+        temb_dim: 32,
+        time_width: 64,
+        groups: 4,
+    };
 
     /// Checks every size.
     ///
@@ -56,13 +70,29 @@ impl UnetConfig {
     /// Side not a positive multiple of 4 (or above 256), channels or groups that do not
     /// divide, odd or tiny E.
     pub fn validate(&self) -> Result<()> {
-        ensure!(self.side >= 4 && self.side % 4 == 0 && self.side <= 256, "U-Net side {} must be a multiple of 4 in 4..=256", self.side);
+        ensure!(
+            self.side >= 4 && self.side.is_multiple_of(4) && self.side <= 256,
+            "U-Net side {} must be a multiple of 4 in 4..=256",
+            self.side
+        );
         ensure!(self.groups >= 1, "U-Net needs at least 1 group");
         for c in [self.c1, self.c2, 2 * self.c2, self.c1 + self.c2] {
-            ensure!(c >= 1 && c <= 1024 && c % self.groups == 0, "U-Net channel count {c} must be in 1..=1024 and divisible by {} groups", self.groups);
+            ensure!(
+                (1..=1024).contains(&c) && c.is_multiple_of(self.groups),
+                "U-Net channel count {c} must be in 1..=1024 and divisible by {} groups",
+                self.groups
+            );
         }
-        ensure!(self.temb_dim >= 4 && self.temb_dim % 2 == 0 && self.temb_dim <= 1024, "U-Net time embedding {} must be even in 4..=1024", self.temb_dim);
-        ensure!((1..=1024).contains(&self.time_width), "U-Net time width {} must be in 1..=1024", self.time_width);
+        ensure!(
+            self.temb_dim >= 4 && self.temb_dim.is_multiple_of(2) && self.temb_dim <= 1024,
+            "U-Net time embedding {} must be even in 4..=1024",
+            self.temb_dim
+        );
+        ensure!(
+            (1..=1024).contains(&self.time_width),
+            "U-Net time width {} must be in 1..=1024",
+            self.time_width
+        );
         Ok(())
     }
 
@@ -139,14 +169,27 @@ impl Builder {
     fn conv(&mut self, cin: usize, cout: usize, k: usize) -> ConvP {
         let conv = Conv { cin, cout, k };
         let bound = 1.0 / ((cin * k * k) as f64).sqrt();
-        ConvP { conv, w: self.take(conv.weights(), bound), b: self.take(cout, bound) }
+        ConvP {
+            conv,
+            w: self.take(conv.weights(), bound),
+            b: self.take(cout, bound),
+        }
     }
     fn norm(&mut self, c: usize) -> NormP {
-        NormP { c, gamma: self.take(c, 0.0), beta: self.take(c, -1.0) }
+        NormP {
+            c,
+            gamma: self.take(c, 0.0),
+            beta: self.take(c, -1.0),
+        }
     }
     fn dense(&mut self, inp: usize, out: usize) -> DenseP {
         let bound = 1.0 / (inp as f64).sqrt();
-        DenseP { inp, out, w: self.take(inp * out, bound), b: self.take(out, bound) }
+        DenseP {
+            inp,
+            out,
+            w: self.take(inp * out, bound),
+            b: self.take(out, bound),
+        }
     }
     fn block(&mut self, cin: usize, cout: usize, tc: usize) -> BlockP {
         BlockP {
@@ -169,14 +212,38 @@ impl UnetLayout {
     /// As [`UnetConfig::validate`].
     pub fn new(config: UnetConfig) -> Result<Self> {
         config.validate()?;
-        let UnetConfig { c1, c2, temb_dim, time_width: tc, .. } = config;
-        let mut b = Builder { next: 0, inits: Vec::new() };
+        let UnetConfig {
+            c1,
+            c2,
+            temb_dim,
+            time_width: tc,
+            ..
+        } = config;
+        let mut b = Builder {
+            next: 0,
+            inits: Vec::new(),
+        };
         let time = b.dense(temb_dim, tc);
         let conv_in = b.conv(1, c1, 3);
-        let blocks = [b.block(c1, c1, tc), b.block(c1, c2, tc), b.block(c2, c2, tc), b.block(2 * c2, c2, tc), b.block(c2 + c1, c1, tc)];
+        let blocks = [
+            b.block(c1, c1, tc),
+            b.block(c1, c2, tc),
+            b.block(c2, c2, tc),
+            b.block(2 * c2, c2, tc),
+            b.block(c2 + c1, c1, tc),
+        ];
         let n_out = b.norm(c1);
         let conv_out = b.conv(c1, 1, 3);
-        Ok(Self { config, time, conv_in, blocks, n_out, conv_out, total: b.next, inits: b.inits })
+        Ok(Self {
+            config,
+            time,
+            conv_in,
+            blocks,
+            n_out,
+            conv_out,
+            total: b.next,
+            inits: b.inits,
+        })
     }
 
     /// Number of parameters.
@@ -215,13 +282,38 @@ impl UnetLayout {
     /// Wrong parameter count, or `x` not `t.len()` images.
     pub fn forward<T: Real>(&self, params: &[T], x: &[T], t: &[u32]) -> Result<Tape<T>> {
         let cfg = self.config;
-        ensure!(params.len() == self.total, "U-Net: {} parameters given, layout has {}", params.len(), self.total);
+        ensure!(
+            params.len() == self.total,
+            "U-Net: {} parameters given, layout has {}",
+            params.len(),
+            self.total
+        );
         let b = t.len();
-        ensure!(b > 0 && x.len() == b * cfg.dim(), "U-Net: input holds {} values, expected {b} images of {}", x.len(), cfg.dim());
+        ensure!(
+            b > 0 && x.len() == b * cfg.dim(),
+            "U-Net: input holds {} values, expected {b} images of {}",
+            x.len(),
+            cfg.dim()
+        );
         let s = cfg.side;
-        let d_full = Dims { c: 1, b, h: s, w: s };
-        let d_half = Dims { c: 1, b, h: s / 2, w: s / 2 };
-        let d_quarter = Dims { c: 1, b, h: s / 4, w: s / 4 };
+        let d_full = Dims {
+            c: 1,
+            b,
+            h: s,
+            w: s,
+        };
+        let d_half = Dims {
+            c: 1,
+            b,
+            h: s / 2,
+            w: s / 2,
+        };
+        let d_quarter = Dims {
+            c: 1,
+            b,
+            h: s / 4,
+            w: s / 4,
+        };
         let (e, tc) = (cfg.temb_dim, cfg.time_width);
         let mut emb32 = vec![0.0f32; e];
         let mut emb = vec![T::ZERO; b * e];
@@ -232,14 +324,29 @@ impl UnetLayout {
             }
         }
         let mut tpre = vec![T::ZERO; b * tc];
-        dense_forward(&params[self.time.w..], &params[self.time.b..], &emb, b, e, tc, &mut tpre);
+        dense_forward(
+            &params[self.time.w..],
+            &params[self.time.b..],
+            &emb,
+            b,
+            e,
+            tc,
+            &mut tpre,
+        );
         let mut temb = vec![T::ZERO; b * tc];
         silu_forward(&tpre, &mut temb);
 
         let mut col = Vec::new();
         let mut h0 = vec![T::ZERO; d_full.with_c(cfg.c1).len()];
         let ci = self.conv_in;
-        ci.conv.forward(&params[ci.w..], &params[ci.b..], x, d_full, &mut col, &mut h0);
+        ci.conv.forward(
+            &params[ci.w..],
+            &params[ci.b..],
+            x,
+            d_full,
+            &mut col,
+            &mut h0,
+        );
         let b0 = self.block_forward(params, &self.blocks[0], &h0, d_full, &temb, &mut col);
         let mut p1 = vec![T::ZERO; d_half.with_c(cfg.c1).len()];
         pool_forward(&b0.out, d_full.with_c(cfg.c1), &mut p1);
@@ -263,52 +370,136 @@ impl UnetLayout {
         let mut out_rstd = vec![T::ZERO; b * cfg.groups];
         let mut out_a = vec![T::ZERO; dn.len()];
         let no = self.n_out;
-        group_norm_forward(&b4.out, dn, cfg.groups, &params[no.gamma..], &params[no.beta..], &mut out_xhat, &mut out_rstd, &mut out_a);
+        group_norm_forward(
+            &b4.out,
+            dn,
+            cfg.groups,
+            &params[no.gamma..],
+            &params[no.beta..],
+            &mut out_xhat,
+            &mut out_rstd,
+            &mut out_a,
+        );
         let mut out_s = vec![T::ZERO; dn.len()];
         silu_forward(&out_a, &mut out_s);
         let mut out = vec![T::ZERO; d_full.len()];
         let co = self.conv_out;
-        co.conv.forward(&params[co.w..], &params[co.b..], &out_s, dn, &mut col, &mut out);
-        Ok(Tape { b, emb, tpre, temb, h0, p1, p2, cat2, cat1, blocks: [b0, b1, b2, b3, b4], out_xhat, out_rstd, out_a, out_s, out })
+        co.conv.forward(
+            &params[co.w..],
+            &params[co.b..],
+            &out_s,
+            dn,
+            &mut col,
+            &mut out,
+        );
+        Ok(Tape {
+            b,
+            emb,
+            tpre,
+            temb,
+            h0,
+            p1,
+            p2,
+            cat2,
+            cat1,
+            blocks: [b0, b1, b2, b3, b4],
+            out_xhat,
+            out_rstd,
+            out_a,
+            out_s,
+            out,
+        })
     }
 
-    fn block_forward<T: Real>(&self, p: &[T], bp: &BlockP, x: &[T], d: Dims, temb: &[T], col: &mut Vec<T>) -> BlockTape<T> {
+    fn block_forward<T: Real>(
+        &self,
+        p: &[T],
+        bp: &BlockP,
+        x: &[T],
+        d: Dims,
+        temb: &[T],
+        col: &mut Vec<T>,
+    ) -> BlockTape<T> {
         let g = self.config.groups;
         let (din, dout) = (d.with_c(bp.cin), d.with_c(bp.cout));
         let mut xhat1 = vec![T::ZERO; din.len()];
         let mut rstd1 = vec![T::ZERO; d.b * g];
         let mut a1 = vec![T::ZERO; din.len()];
-        group_norm_forward(x, din, g, &p[bp.n1.gamma..], &p[bp.n1.beta..], &mut xhat1, &mut rstd1, &mut a1);
+        group_norm_forward(
+            x,
+            din,
+            g,
+            &p[bp.n1.gamma..],
+            &p[bp.n1.beta..],
+            &mut xhat1,
+            &mut rstd1,
+            &mut a1,
+        );
         let mut s1 = vec![T::ZERO; din.len()];
         silu_forward(&a1, &mut s1);
         let mut c1 = vec![T::ZERO; dout.len()];
-        bp.c1.conv.forward(&p[bp.c1.w..], &p[bp.c1.b..], &s1, din, col, &mut c1);
+        bp.c1
+            .conv
+            .forward(&p[bp.c1.w..], &p[bp.c1.b..], &s1, din, col, &mut c1);
         let mut proj = vec![T::ZERO; d.b * bp.cout];
-        dense_forward(&p[bp.tp.w..], &p[bp.tp.b..], temb, d.b, bp.tp.inp, bp.tp.out, &mut proj);
+        dense_forward(
+            &p[bp.tp.w..],
+            &p[bp.tp.b..],
+            temb,
+            d.b,
+            bp.tp.inp,
+            bp.tp.out,
+            &mut proj,
+        );
         let hw = d.h * d.w;
         for co in 0..bp.cout {
             for b in 0..d.b {
                 let add = proj[b * bp.cout + co];
-                c1[(co * d.b + b) * hw..][..hw].iter_mut().for_each(|v| *v += add);
+                c1[(co * d.b + b) * hw..][..hw]
+                    .iter_mut()
+                    .for_each(|v| *v += add);
             }
         }
         let mut xhat2 = vec![T::ZERO; dout.len()];
         let mut rstd2 = vec![T::ZERO; d.b * g];
         let mut a2 = vec![T::ZERO; dout.len()];
-        group_norm_forward(&c1, dout, g, &p[bp.n2.gamma..], &p[bp.n2.beta..], &mut xhat2, &mut rstd2, &mut a2);
+        group_norm_forward(
+            &c1,
+            dout,
+            g,
+            &p[bp.n2.gamma..],
+            &p[bp.n2.beta..],
+            &mut xhat2,
+            &mut rstd2,
+            &mut a2,
+        );
         let mut s2 = vec![T::ZERO; dout.len()];
         silu_forward(&a2, &mut s2);
         let mut out = vec![T::ZERO; dout.len()];
-        bp.c2.conv.forward(&p[bp.c2.w..], &p[bp.c2.b..], &s2, dout, col, &mut out);
+        bp.c2
+            .conv
+            .forward(&p[bp.c2.w..], &p[bp.c2.b..], &s2, dout, col, &mut out);
         match bp.skip {
             Some(sk) => {
                 let mut skip = vec![T::ZERO; dout.len()];
-                sk.conv.forward(&p[sk.w..], &p[sk.b..], x, din, col, &mut skip);
+                sk.conv
+                    .forward(&p[sk.w..], &p[sk.b..], x, din, col, &mut skip);
                 out.iter_mut().zip(&skip).for_each(|(o, &v)| *o += v);
             }
             None => out.iter_mut().zip(x).for_each(|(o, &v)| *o += v),
         }
-        BlockTape { d, xhat1, rstd1, a1, s1, xhat2, rstd2, a2, s2, out }
+        BlockTape {
+            d,
+            xhat1,
+            rstd1,
+            a1,
+            s1,
+            xhat2,
+            rstd2,
+            a2,
+            s2,
+            out,
+        }
     }
 
     /// Adds ∂L/∂θ into `grad` for upstream gradient `dout` (`[B][S²]`, ∂L/∂ε̂) and returns
@@ -316,14 +507,42 @@ impl UnetLayout {
     ///
     /// # Errors
     /// Length mismatches.
-    pub fn backward<T: Real>(&self, params: &[T], x: &[T], tape: &Tape<T>, dout: &[T], grad: &mut [T]) -> Result<Vec<T>> {
+    pub fn backward<T: Real>(
+        &self,
+        params: &[T],
+        x: &[T],
+        tape: &Tape<T>,
+        dout: &[T],
+        grad: &mut [T],
+    ) -> Result<Vec<T>> {
         let cfg = self.config;
-        ensure!(params.len() == self.total && grad.len() == self.total, "U-Net backward: parameter/gradient length mismatch");
-        ensure!(dout.len() == tape.out.len() && x.len() == tape.out.len(), "U-Net backward: output gradient length mismatch");
+        ensure!(
+            params.len() == self.total && grad.len() == self.total,
+            "U-Net backward: parameter/gradient length mismatch"
+        );
+        ensure!(
+            dout.len() == tape.out.len() && x.len() == tape.out.len(),
+            "U-Net backward: output gradient length mismatch"
+        );
         let (b, s) = (tape.b, cfg.side);
-        let d_full = Dims { c: 1, b, h: s, w: s };
-        let d_half = Dims { c: 1, b, h: s / 2, w: s / 2 };
-        let d_quarter = Dims { c: 1, b, h: s / 4, w: s / 4 };
+        let d_full = Dims {
+            c: 1,
+            b,
+            h: s,
+            w: s,
+        };
+        let d_half = Dims {
+            c: 1,
+            b,
+            h: s / 2,
+            w: s / 2,
+        };
+        let d_quarter = Dims {
+            c: 1,
+            b,
+            h: s / 4,
+            w: s / 4,
+        };
         let mut col = Vec::new();
         let mut dtemb = vec![T::ZERO; b * cfg.time_width];
 
@@ -332,7 +551,16 @@ impl UnetLayout {
         let mut ds = vec![T::ZERO; dn.len()];
         {
             let (gw, gb) = split_wb(grad, co.w, co.conv.weights(), co.b, co.conv.cout);
-            co.conv.backward(&params[co.w..], &tape.out_s, dn, dout, &mut col, gw, gb, &mut ds);
+            co.conv.backward(
+                &params[co.w..],
+                &tape.out_s,
+                dn,
+                dout,
+                &mut col,
+                gw,
+                gb,
+                &mut ds,
+            );
         }
         let mut da = vec![T::ZERO; dn.len()];
         silu_backward(&tape.out_a, &ds, &mut da);
@@ -340,45 +568,133 @@ impl UnetLayout {
         {
             let no = self.n_out;
             let (gg, gbeta) = split_wb(grad, no.gamma, no.c, no.beta, no.c);
-            group_norm_backward(&da, dn, cfg.groups, &params[no.gamma..], &tape.out_xhat, &tape.out_rstd, gg, gbeta, &mut dr4);
+            group_norm_backward(
+                &da,
+                dn,
+                cfg.groups,
+                &params[no.gamma..],
+                &tape.out_xhat,
+                &tape.out_rstd,
+                gg,
+                gbeta,
+                &mut dr4,
+            );
         }
         let mut dcat1 = vec![T::ZERO; tape.cat1.len()];
-        self.block_backward(params, &self.blocks[4], &tape.cat1, &tape.blocks[4], &tape.temb, &dr4, &mut col, grad, &mut dtemb, &mut dcat1);
+        self.block_backward(
+            params,
+            &self.blocks[4],
+            &tape.cat1,
+            &tape.blocks[4],
+            &tape.temb,
+            &dr4,
+            &mut col,
+            grad,
+            &mut dtemb,
+            &mut dcat1,
+        );
         let split1 = d_full.with_c(cfg.c2).len();
         let mut dr3 = vec![T::ZERO; d_half.with_c(cfg.c2).len()];
         up_backward(&dcat1[..split1], d_half.with_c(cfg.c2), &mut dr3);
         let mut dr1 = dcat1[split1..].to_vec();
         let mut dcat2 = vec![T::ZERO; tape.cat2.len()];
-        self.block_backward(params, &self.blocks[3], &tape.cat2, &tape.blocks[3], &tape.temb, &dr3, &mut col, grad, &mut dtemb, &mut dcat2);
+        self.block_backward(
+            params,
+            &self.blocks[3],
+            &tape.cat2,
+            &tape.blocks[3],
+            &tape.temb,
+            &dr3,
+            &mut col,
+            grad,
+            &mut dtemb,
+            &mut dcat2,
+        );
         let split2 = d_half.with_c(cfg.c2).len();
         let mut dm = vec![T::ZERO; d_quarter.with_c(cfg.c2).len()];
         up_backward(&dcat2[..split2], d_quarter.with_c(cfg.c2), &mut dm);
         let mut dr2 = dcat2[split2..].to_vec();
         let mut dp2 = vec![T::ZERO; tape.p2.len()];
-        self.block_backward(params, &self.blocks[2], &tape.p2, &tape.blocks[2], &tape.temb, &dm, &mut col, grad, &mut dtemb, &mut dp2);
+        self.block_backward(
+            params,
+            &self.blocks[2],
+            &tape.p2,
+            &tape.blocks[2],
+            &tape.temb,
+            &dm,
+            &mut col,
+            grad,
+            &mut dtemb,
+            &mut dp2,
+        );
         pool_backward(&dp2, d_half.with_c(cfg.c2), &mut dr2);
         let mut dp1 = vec![T::ZERO; tape.p1.len()];
-        self.block_backward(params, &self.blocks[1], &tape.p1, &tape.blocks[1], &tape.temb, &dr2, &mut col, grad, &mut dtemb, &mut dp1);
+        self.block_backward(
+            params,
+            &self.blocks[1],
+            &tape.p1,
+            &tape.blocks[1],
+            &tape.temb,
+            &dr2,
+            &mut col,
+            grad,
+            &mut dtemb,
+            &mut dp1,
+        );
         pool_backward(&dp1, d_full.with_c(cfg.c1), &mut dr1);
         let mut dh0 = vec![T::ZERO; tape.h0.len()];
-        self.block_backward(params, &self.blocks[0], &tape.h0, &tape.blocks[0], &tape.temb, &dr1, &mut col, grad, &mut dtemb, &mut dh0);
+        self.block_backward(
+            params,
+            &self.blocks[0],
+            &tape.h0,
+            &tape.blocks[0],
+            &tape.temb,
+            &dr1,
+            &mut col,
+            grad,
+            &mut dtemb,
+            &mut dh0,
+        );
         let mut dx = vec![T::ZERO; x.len()];
         {
             let ci = self.conv_in;
             let (gw, gb) = split_wb(grad, ci.w, ci.conv.weights(), ci.b, ci.conv.cout);
-            ci.conv.backward(&params[ci.w..], x, d_full, &dh0, &mut col, gw, gb, &mut dx);
+            ci.conv
+                .backward(&params[ci.w..], x, d_full, &dh0, &mut col, gw, gb, &mut dx);
         }
         let mut dtpre = vec![T::ZERO; dtemb.len()];
         silu_backward(&tape.tpre, &dtemb, &mut dtpre);
         let tp = self.time;
         let mut demb = vec![T::ZERO; tape.emb.len()];
         let (gw, gb) = split_wb(grad, tp.w, tp.inp * tp.out, tp.b, tp.out);
-        dense_backward(&params[tp.w..], &tape.emb, &dtpre, b, tp.inp, tp.out, gw, gb, &mut demb);
+        dense_backward(
+            &params[tp.w..],
+            &tape.emb,
+            &dtpre,
+            b,
+            tp.inp,
+            tp.out,
+            gw,
+            gb,
+            &mut demb,
+        );
         Ok(dx)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn block_backward<T: Real>(&self, p: &[T], bp: &BlockP, x: &[T], bt: &BlockTape<T>, temb: &[T], dout: &[T], col: &mut Vec<T>, grad: &mut [T], dtemb: &mut [T], dx: &mut [T]) {
+    fn block_backward<T: Real>(
+        &self,
+        p: &[T],
+        bp: &BlockP,
+        x: &[T],
+        bt: &BlockTape<T>,
+        temb: &[T],
+        dout: &[T],
+        col: &mut Vec<T>,
+        grad: &mut [T],
+        dtemb: &mut [T],
+        dx: &mut [T],
+    ) {
         let g = self.config.groups;
         let d = bt.d;
         let (din, dcout) = (d.with_c(bp.cin), d.with_c(bp.cout));
@@ -392,40 +708,82 @@ impl UnetLayout {
         let mut ds2 = vec![T::ZERO; dcout.len()];
         {
             let (gw, gb) = split_wb(grad, bp.c2.w, bp.c2.conv.weights(), bp.c2.b, bp.cout);
-            bp.c2.conv.backward(&p[bp.c2.w..], &bt.s2, dcout, dout, col, gw, gb, &mut ds2);
+            bp.c2
+                .conv
+                .backward(&p[bp.c2.w..], &bt.s2, dcout, dout, col, gw, gb, &mut ds2);
         }
         let mut da2 = vec![T::ZERO; dcout.len()];
         silu_backward(&bt.a2, &ds2, &mut da2);
         let mut dc1 = vec![T::ZERO; dcout.len()];
         {
             let (gg, gbeta) = split_wb(grad, bp.n2.gamma, bp.cout, bp.n2.beta, bp.cout);
-            group_norm_backward(&da2, dcout, g, &p[bp.n2.gamma..], &bt.xhat2, &bt.rstd2, gg, gbeta, &mut dc1);
+            group_norm_backward(
+                &da2,
+                dcout,
+                g,
+                &p[bp.n2.gamma..],
+                &bt.xhat2,
+                &bt.rstd2,
+                gg,
+                gbeta,
+                &mut dc1,
+            );
         }
         let hw = d.h * d.w;
         let mut dproj = vec![T::ZERO; d.b * bp.cout];
         for co in 0..bp.cout {
             for b in 0..d.b {
-                dproj[b * bp.cout + co] = dc1[(co * d.b + b) * hw..][..hw].iter().fold(T::ZERO, |a, &v| a + v);
+                dproj[b * bp.cout + co] = dc1[(co * d.b + b) * hw..][..hw]
+                    .iter()
+                    .fold(T::ZERO, |a, &v| a + v);
             }
         }
         {
             let (gw, gb) = split_wb(grad, bp.tp.w, bp.tp.inp * bp.tp.out, bp.tp.b, bp.tp.out);
-            dense_backward(&p[bp.tp.w..], temb, &dproj, d.b, bp.tp.inp, bp.tp.out, gw, gb, dtemb);
+            dense_backward(
+                &p[bp.tp.w..],
+                temb,
+                &dproj,
+                d.b,
+                bp.tp.inp,
+                bp.tp.out,
+                gw,
+                gb,
+                dtemb,
+            );
         }
         let mut ds1 = vec![T::ZERO; din.len()];
         {
             let (gw, gb) = split_wb(grad, bp.c1.w, bp.c1.conv.weights(), bp.c1.b, bp.cout);
-            bp.c1.conv.backward(&p[bp.c1.w..], &bt.s1, din, &dc1, col, gw, gb, &mut ds1);
+            bp.c1
+                .conv
+                .backward(&p[bp.c1.w..], &bt.s1, din, &dc1, col, gw, gb, &mut ds1);
         }
         let mut da1 = vec![T::ZERO; din.len()];
         silu_backward(&bt.a1, &ds1, &mut da1);
         let (gg, gbeta) = split_wb(grad, bp.n1.gamma, bp.cin, bp.n1.beta, bp.cin);
-        group_norm_backward(&da1, din, g, &p[bp.n1.gamma..], &bt.xhat1, &bt.rstd1, gg, gbeta, dx);
+        group_norm_backward(
+            &da1,
+            din,
+            g,
+            &p[bp.n1.gamma..],
+            &bt.xhat1,
+            &bt.rstd1,
+            gg,
+            gbeta,
+            dx,
+        );
     }
 }
 
 /// Two disjoint mutable windows of `grad` (the first must lie before the second).
-fn split_wb<T>(grad: &mut [T], w: usize, wlen: usize, b: usize, blen: usize) -> (&mut [T], &mut [T]) {
+fn split_wb<T>(
+    grad: &mut [T],
+    w: usize,
+    wlen: usize,
+    b: usize,
+    blen: usize,
+) -> (&mut [T], &mut [T]) {
     debug_assert!(w + wlen <= b);
     let (head, tail) = grad.split_at_mut(b);
     (&mut head[w..w + wlen], &mut tail[..blen])
@@ -487,7 +845,14 @@ pub fn forward_flops(config: &UnetConfig) -> f64 {
     let s2 = config.dim() as f64;
     let conv = |cin: usize, cout: usize, k: usize, px: f64| 2.0 * (cin * cout * k * k) as f64 * px;
     let block = |cin: usize, cout: usize, px: f64| {
-        conv(cin, cout, 3, px) + conv(cout, cout, 3, px) + if cin != cout { conv(cin, cout, 1, px) } else { 0.0 } + 2.0 * (config.time_width * cout) as f64
+        conv(cin, cout, 3, px)
+            + conv(cout, cout, 3, px)
+            + if cin != cout {
+                conv(cin, cout, 1, px)
+            } else {
+                0.0
+            }
+            + 2.0 * (config.time_width * cout) as f64
     };
     let (c1, c2) = (config.c1, config.c2);
     2.0 * (config.temb_dim * config.time_width) as f64

@@ -42,14 +42,37 @@ pub trait Real:
     /// # Panics
     /// If a view reaches outside its slice (a caller bug: shapes come from one config).
     #[allow(clippy::too_many_arguments)]
-    fn gemm(m: usize, k: usize, n: usize, alpha: Self, a: &[Self], rsa: usize, csa: usize, b: &[Self], rsb: usize, csb: usize, beta: Self, c: &mut [Self]);
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: &[Self],
+        rsa: usize,
+        csa: usize,
+        b: &[Self],
+        rsb: usize,
+        csb: usize,
+        beta: Self,
+        c: &mut [Self],
+    );
 }
 
-fn check_views(m: usize, k: usize, n: usize, a: (usize, usize, usize), b: (usize, usize, usize), c: usize) {
+fn check_views(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: (usize, usize, usize),
+    b: (usize, usize, usize),
+    c: usize,
+) {
     let fits = |rows: usize, cols: usize, (len, rs, cs): (usize, usize, usize)| {
         rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
     };
-    assert!(fits(m, k, a) && fits(k, n, b), "gemm: operand view outside its slice");
+    assert!(
+        fits(m, k, a) && fits(k, n, b),
+        "gemm: operand view outside its slice"
+    );
     assert!(c >= m * n, "gemm: output holds {c} < {m}×{n}");
 }
 

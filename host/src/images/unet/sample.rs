@@ -12,7 +12,10 @@
 use anyhow::{Result, anyhow, ensure};
 
 use mirage_core::noise::{STREAM_INIT, STREAM_STEP, fill_normals};
-use mirage_core::{BetaSchedule, Detector, Hal, SamplerConfig, Schedule, Spacing, Table, compute_tables, step, table_len};
+use mirage_core::{
+    BetaSchedule, Detector, Hal, SamplerConfig, Schedule, Spacing, Table, compute_tables, step,
+    table_len,
+};
 
 use super::file::UnetModel;
 use super::net::UnetLayout;
@@ -46,19 +49,50 @@ pub struct UnetSamples {
 ///
 /// # Errors
 /// Invalid settings (0 steps, window, batch; more steps than T) or a sampler error.
-pub fn sample(model: &UnetModel, n: usize, cfg: &UnetSampleConfig, mut progress: impl FnMut(usize)) -> Result<UnetSamples> {
-    ensure!(cfg.steps >= 1 && cfg.steps <= model.train_steps, "sampling steps {} must be in 1..={}", cfg.steps, model.train_steps);
-    ensure!(cfg.window >= 1 && cfg.batch >= 1, "Hal window and batch must be positive");
-    ensure!((cfg.first_sample as usize).checked_add(n).is_some_and(|e| e <= u32::MAX as usize), "sample indices overflow u32");
+pub fn sample(
+    model: &UnetModel,
+    n: usize,
+    cfg: &UnetSampleConfig,
+    mut progress: impl FnMut(usize),
+) -> Result<UnetSamples> {
+    ensure!(
+        cfg.steps >= 1 && cfg.steps <= model.train_steps,
+        "sampling steps {} must be in 1..={}",
+        cfg.steps,
+        model.train_steps
+    );
+    ensure!(
+        cfg.window >= 1 && cfg.batch >= 1,
+        "Hal window and batch must be positive"
+    );
+    ensure!(
+        (cfg.first_sample as usize)
+            .checked_add(n)
+            .is_some_and(|e| e <= u32::MAX as usize),
+        "sample indices overflow u32"
+    );
     let layout = UnetLayout::new(model.config)?;
     let d = model.config.dim();
     let mut tables = vec![0.0f32; table_len(cfg.steps)];
-    compute_tables(&BetaSchedule::Linear { start: model.beta.0, end: model.beta.1 }, model.train_steps, &Spacing::Linspace, cfg.steps, &mut tables)
-        .map_err(|e| anyhow!("schedule: {e}"))?;
-    let schedule = Schedule::from_tables(&tables, cfg.steps).map_err(|e| anyhow!("schedule: {e}"))?;
+    compute_tables(
+        &BetaSchedule::Linear {
+            start: model.beta.0,
+            end: model.beta.1,
+        },
+        model.train_steps,
+        &Spacing::Linspace,
+        cfg.steps,
+        &mut tables,
+    )
+    .map_err(|e| anyhow!("schedule: {e}"))?;
+    let schedule =
+        Schedule::from_tables(&tables, cfg.steps).map_err(|e| anyhow!("schedule: {e}"))?;
     let model_t = schedule.table(Table::ModelT);
     let sampler = SamplerConfig::PAPER;
-    let mut out = UnetSamples { images: Vec::with_capacity(n * d), hal: Vec::with_capacity(n) };
+    let mut out = UnetSamples {
+        images: Vec::with_capacity(n * d),
+        hal: Vec::with_capacity(n),
+    };
     let mut start = 0;
     while start < n {
         let b = cfg.batch.min(n - start);
@@ -67,7 +101,11 @@ pub fn sample(model: &UnetModel, n: usize, cfg: &UnetSampleConfig, mut progress:
         for (k, row) in x.chunks_exact_mut(d).enumerate() {
             fill_normals(cfg.seed, STREAM_INIT, first + k as u32, 0, row);
         }
-        let (mut x_prev, mut x0_hat, mut noise) = (vec![0.0f32; b * d], vec![0.0f32; b * d], vec![0.0f32; b * d]);
+        let (mut x_prev, mut x0_hat, mut noise) = (
+            vec![0.0f32; b * d],
+            vec![0.0f32; b * d],
+            vec![0.0f32; b * d],
+        );
         let mut state = vec![0.0f32; Hal::state_len(b, d)];
         let mut hal = Hal::new(cfg.window, d, &mut state).map_err(|e| anyhow!("Hal: {e}"))?;
         let mut t = vec![0u32; b];
@@ -82,8 +120,19 @@ pub fn sample(model: &UnetModel, n: usize, cfg: &UnetSampleConfig, mut progress:
             } else {
                 &[]
             };
-            step(&sampler, &schedule, i, &x, &eps, noise_slice, &mut x_prev, &mut x0_hat).map_err(|e| anyhow!("sampler step {i}: {e}"))?;
-            hal.observe(i, &x, &x0_hat).map_err(|e| anyhow!("Hal: {e}"))?;
+            step(
+                &sampler,
+                &schedule,
+                i,
+                &x,
+                &eps,
+                noise_slice,
+                &mut x_prev,
+                &mut x0_hat,
+            )
+            .map_err(|e| anyhow!("sampler step {i}: {e}"))?;
+            hal.observe(i, &x, &x0_hat)
+                .map_err(|e| anyhow!("Hal: {e}"))?;
             std::mem::swap(&mut x, &mut x_prev);
         }
         let mut scores = vec![0.0f32; b];

@@ -9,7 +9,9 @@ use mirage_core::noise::chacha_stream;
 
 fn randoms(n: usize, seed: u64) -> Vec<f64> {
     let mut rng = chacha_stream(seed, 99);
-    (0..n).map(|_| f64::from(rng.next_u32()) / f64::from(u32::MAX) * 2.0 - 1.0).collect()
+    (0..n)
+        .map(|_| f64::from(rng.next_u32()) / f64::from(u32::MAX) * 2.0 - 1.0)
+        .collect()
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -17,7 +19,13 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Central difference of `f` with respect to `v[i]` for every i in `which`, against `analytic`.
-fn check(name: &str, v: &mut [f64], which: impl Iterator<Item = usize>, analytic: &[f64], mut f: impl FnMut(&[f64]) -> f64) {
+fn check(
+    name: &str,
+    v: &mut [f64],
+    which: impl Iterator<Item = usize>,
+    analytic: &[f64],
+    mut f: impl FnMut(&[f64]) -> f64,
+) {
     const H: f64 = 1e-6;
     let mut worst = 0.0f64;
     let mut checked = 0;
@@ -30,7 +38,11 @@ fn check(name: &str, v: &mut [f64], which: impl Iterator<Item = usize>, analytic
         v[i] = keep;
         let numeric = (up - down) / (2.0 * H);
         let err = (numeric - analytic[i]).abs() / (1e-6 + numeric.abs().max(analytic[i].abs()));
-        assert!(err < 1e-5 || (numeric - analytic[i]).abs() < 1e-8, "{name}[{i}]: numeric {numeric} analytic {}", analytic[i]);
+        assert!(
+            err < 1e-5 || (numeric - analytic[i]).abs() < 1e-8,
+            "{name}[{i}]: numeric {numeric} analytic {}",
+            analytic[i]
+        );
         worst = worst.max(err);
         checked += 1;
     }
@@ -41,7 +53,12 @@ fn check(name: &str, v: &mut [f64], which: impl Iterator<Item = usize>, analytic
 fn conv_3x3_and_1x1_gradients() {
     for k in [3usize, 1] {
         let conv = Conv { cin: 3, cout: 2, k };
-        let d = Dims { c: 3, b: 2, h: 5, w: 4 };
+        let d = Dims {
+            c: 3,
+            b: 2,
+            h: 5,
+            w: 4,
+        };
         let mut x = randoms(d.len(), 1);
         let mut w = randoms(conv.weights(), 2);
         let mut bias = randoms(2, 3);
@@ -63,8 +80,17 @@ fn conv_3x3_and_1x1_gradients() {
 
 #[test]
 fn conv_3x3_matches_a_direct_convolution() {
-    let conv = Conv { cin: 2, cout: 3, k: 3 };
-    let d = Dims { c: 2, b: 2, h: 4, w: 5 };
+    let conv = Conv {
+        cin: 2,
+        cout: 3,
+        k: 3,
+    };
+    let d = Dims {
+        c: 2,
+        b: 2,
+        h: 4,
+        w: 5,
+    };
     let x = randoms(d.len(), 11);
     let w = randoms(conv.weights(), 12);
     let bias = randoms(3, 13);
@@ -96,14 +122,23 @@ fn conv_3x3_matches_a_direct_convolution() {
 
 #[test]
 fn group_norm_gradients_and_statistics() {
-    let d = Dims { c: 4, b: 3, h: 3, w: 2 };
+    let d = Dims {
+        c: 4,
+        b: 3,
+        h: 3,
+        w: 2,
+    };
     let groups = 2;
     let mut x = randoms(d.len(), 5);
     let mut gamma = randoms(4, 6);
     let mut beta = randoms(4, 7);
     let r = randoms(d.len(), 8);
     let forward = |x: &[f64], g: &[f64], b: &[f64]| {
-        let (mut xhat, mut rstd, mut y) = (vec![0.0; d.len()], vec![0.0; 3 * groups], vec![0.0; d.len()]);
+        let (mut xhat, mut rstd, mut y) = (
+            vec![0.0; d.len()],
+            vec![0.0; 3 * groups],
+            vec![0.0; d.len()],
+        );
         group_norm_forward(x, d, groups, g, b, &mut xhat, &mut rstd, &mut y);
         (xhat, rstd, y)
     };
@@ -111,21 +146,33 @@ fn group_norm_gradients_and_statistics() {
     // Each (sample, group) of x̂ has mean 0 and variance var/(var + ε).
     for b in 0..3 {
         for g in 0..groups {
-            let vals: Vec<f64> = (g * 2..g * 2 + 2).flat_map(|c| xhat[(c * 3 + b) * 6..][..6].to_vec()).collect();
+            let vals: Vec<f64> = (g * 2..g * 2 + 2)
+                .flat_map(|c| xhat[(c * 3 + b) * 6..][..6].to_vec())
+                .collect();
             let mean = vals.iter().sum::<f64>() / 12.0;
             assert!(mean.abs() < 1e-12);
-            let raw: Vec<f64> = (g * 2..g * 2 + 2).flat_map(|c| x[(c * 3 + b) * 6..][..6].to_vec()).collect();
+            let raw: Vec<f64> = (g * 2..g * 2 + 2)
+                .flat_map(|c| x[(c * 3 + b) * 6..][..6].to_vec())
+                .collect();
             let rm = raw.iter().sum::<f64>() / 12.0;
             let var = raw.iter().map(|v| (v - rm).powi(2)).sum::<f64>() / 12.0;
             assert!((rstd[b * groups + g] - 1.0 / (var + GN_EPS).sqrt()).abs() < 1e-9);
         }
     }
     let (mut dg, mut dbeta, mut dx) = (vec![0.0; 4], vec![0.0; 4], vec![0.0; d.len()]);
-    group_norm_backward(&r, d, groups, &gamma, &xhat, &rstd, &mut dg, &mut dbeta, &mut dx);
+    group_norm_backward(
+        &r, d, groups, &gamma, &xhat, &rstd, &mut dg, &mut dbeta, &mut dx,
+    );
     let (x0, g0, b0) = (x.clone(), gamma.clone(), beta.clone());
-    check("gn x", &mut x, 0..x0.len(), &dx, |v| dot(&forward(v, &g0, &b0).2, &r));
-    check("gn gamma", &mut gamma, 0..4, &dg, |v| dot(&forward(&x0, v, &b0).2, &r));
-    check("gn beta", &mut beta, 0..4, &dbeta, |v| dot(&forward(&x0, &g0, v).2, &r));
+    check("gn x", &mut x, 0..x0.len(), &dx, |v| {
+        dot(&forward(v, &g0, &b0).2, &r)
+    });
+    check("gn gamma", &mut gamma, 0..4, &dg, |v| {
+        dot(&forward(&x0, v, &b0).2, &r)
+    });
+    check("gn beta", &mut beta, 0..4, &dbeta, |v| {
+        dot(&forward(&x0, &g0, v).2, &r)
+    });
 }
 
 #[test]
@@ -161,7 +208,12 @@ fn silu_dense_pool_and_up_gradients() {
     check("dense w", &mut w, 0..w0.len(), &dw, |v| loss(v, &x0));
     check("dense x", &mut xin, 0..x0.len(), &dxin, |v| loss(&w0, v));
 
-    let d = Dims { c: 2, b: 2, h: 4, w: 6 };
+    let d = Dims {
+        c: 2,
+        b: 2,
+        h: 4,
+        w: 6,
+    };
     let mut xp = randoms(d.len(), 30);
     let half = Dims { h: 2, w: 3, ..d };
     let rp = randoms(half.len(), 31);
@@ -185,7 +237,14 @@ fn silu_dense_pool_and_up_gradients() {
 
 #[test]
 fn whole_net_gradients_in_f64() {
-    let cfg = UnetConfig { side: 8, c1: 4, c2: 6, temb_dim: 4, time_width: 5, groups: 2 };
+    let cfg = UnetConfig {
+        side: 8,
+        c1: 4,
+        c2: 6,
+        temb_dim: 4,
+        time_width: 5,
+        groups: 2,
+    };
     let layout = UnetLayout::new(cfg).unwrap();
     let mut params: Vec<f64> = layout.init(&mut chacha_stream(1, 2));
     // Move the norms off (1, 0) so their gradients are generic.
@@ -206,13 +265,26 @@ fn whole_net_gradients_in_f64() {
     // stride is coprime with the layout), plus the first and last.
     let n = params.len();
     let which: Vec<usize> = (0..n).step_by(7).chain([1, n - 1]).collect();
-    check("net params", &mut params.clone(), which.into_iter(), &grad, |v| loss(v, &x0));
+    check(
+        "net params",
+        &mut params.clone(),
+        which.into_iter(),
+        &grad,
+        |v| loss(v, &x0),
+    );
     check("net x", &mut x, 0..x0.len(), &dx, |v| loss(&params, v));
 }
 
 #[test]
 fn f32_and_f64_forward_agree() {
-    let cfg = UnetConfig { side: 8, c1: 4, c2: 8, temb_dim: 8, time_width: 8, groups: 4 };
+    let cfg = UnetConfig {
+        side: 8,
+        c1: 4,
+        c2: 8,
+        temb_dim: 8,
+        time_width: 8,
+        groups: 4,
+    };
     let layout = UnetLayout::new(cfg).unwrap();
     let p32: Vec<f32> = layout.init(&mut chacha_stream(3, 2));
     let p64: Vec<f64> = p32.iter().map(|&v| f64::from(v)).collect();
@@ -222,7 +294,10 @@ fn f32_and_f64_forward_agree() {
     let y32 = layout.forward(&p32, &x32, &t).unwrap().into_output();
     let y64 = layout.forward(&p64, &x64, &t).unwrap().into_output();
     for (a, b) in y32.iter().zip(&y64) {
-        assert!((f64::from(*a) - b).abs() < 5e-5 + 5e-4 * b.abs(), "{a} vs {b}");
+        assert!(
+            (f64::from(*a) - b).abs() < 5e-5 + 5e-4 * b.abs(),
+            "{a} vs {b}"
+        );
     }
     assert!(UnetLayout::new(UnetConfig { side: 6, ..cfg }).is_err());
     assert!(UnetLayout::new(UnetConfig { c1: 6, ..cfg }).is_err());

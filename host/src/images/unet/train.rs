@@ -46,8 +46,17 @@ pub struct UnetTrainConfig {
 /// An invalid schedule.
 pub fn full_tables(train_steps: usize, beta: (f64, f64)) -> Result<Vec<f32>> {
     let mut tables = vec![0.0f32; table_len(train_steps)];
-    compute_tables(&BetaSchedule::Linear { start: beta.0, end: beta.1 }, train_steps, &Spacing::Linspace, train_steps, &mut tables)
-        .map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
+    compute_tables(
+        &BetaSchedule::Linear {
+            start: beta.0,
+            end: beta.1,
+        },
+        train_steps,
+        &Spacing::Linspace,
+        train_steps,
+        &mut tables,
+    )
+    .map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
     Ok(tables)
 }
 
@@ -57,25 +66,51 @@ pub fn full_tables(train_steps: usize, beta: (f64, f64)) -> Result<Vec<f32>> {
 /// # Errors
 /// Empty or ragged data, a zero batch or step count, an invalid shape or schedule, or a
 /// non-finite loss (divergence).
-pub fn train(config: UnetConfig, data: &[f32], tc: &UnetTrainConfig, mut progress: impl FnMut(usize, f64)) -> Result<UnetModel> {
+pub fn train(
+    config: UnetConfig,
+    data: &[f32],
+    tc: &UnetTrainConfig,
+    mut progress: impl FnMut(usize, f64),
+) -> Result<UnetModel> {
     let layout = UnetLayout::new(config)?;
     let d = config.dim();
-    ensure!(!data.is_empty() && data.len() % d == 0, "training data holds {} values, not a whole number of {d}-pixel images", data.len());
-    ensure!(tc.batch > 0 && tc.steps > 0, "batch and step count must be positive");
+    ensure!(
+        !data.is_empty() && data.len().is_multiple_of(d),
+        "training data holds {} values, not a whole number of {d}-pixel images",
+        data.len()
+    );
+    ensure!(
+        tc.batch > 0 && tc.steps > 0,
+        "batch and step count must be positive"
+    );
     let n = data.len() / d;
     let tables = full_tables(tc.train_steps, tc.beta)?;
-    let schedule = Schedule::from_tables(&tables, tc.train_steps).map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
-    let (sqrt_ab, sqrt_1mab) = (schedule.table(Table::SqrtAlphaBar), schedule.table(Table::SqrtOneMinusAlphaBar));
+    let schedule = Schedule::from_tables(&tables, tc.train_steps)
+        .map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
+    let (sqrt_ab, sqrt_1mab) = (
+        schedule.table(Table::SqrtAlphaBar),
+        schedule.table(Table::SqrtOneMinusAlphaBar),
+    );
 
     let mut params: Vec<f32> = layout.init(&mut chacha_stream(tc.seed, STREAM_INIT));
-    let mut adam = Adam::new(AdamConfig { lr: tc.lr, ..AdamConfig::PAPER }, params.len());
+    let mut adam = Adam::new(
+        AdamConfig {
+            lr: tc.lr,
+            ..AdamConfig::PAPER
+        },
+        params.len(),
+    );
     let mut shuffle = chacha_stream(tc.seed, STREAM_SHUFFLE);
     let mut draws = chacha_stream(tc.seed, STREAM_DRAWS);
     let mut normals = NormalStream::new(chacha_stream(tc.seed, STREAM_DRAWS + 1));
     let mut order: Vec<usize> = (0..n).collect();
     let mut cursor = n; // forces a shuffle before the first batch
     let b = tc.batch;
-    let (mut x0, mut xt, mut eps) = (vec![0.0f32; b * d], vec![0.0f32; b * d], vec![0.0f32; b * d]);
+    let (mut x0, mut xt, mut eps) = (
+        vec![0.0f32; b * d],
+        vec![0.0f32; b * d],
+        vec![0.0f32; b * d],
+    );
     let mut t = vec![0u32; b];
     let mut grad = vec![0.0f32; params.len()];
     for step in 0..tc.steps {
@@ -96,7 +131,12 @@ pub fn train(config: UnetConfig, data: &[f32], tc: &UnetTrainConfig, mut progres
         for e in &mut eps {
             *e = normals.next_normal() as f32;
         }
-        for (((row_t, row0), row_e), &ti) in xt.chunks_exact_mut(d).zip(x0.chunks_exact(d)).zip(eps.chunks_exact(d)).zip(&t) {
+        for (((row_t, row0), row_e), &ti) in xt
+            .chunks_exact_mut(d)
+            .zip(x0.chunks_exact(d))
+            .zip(eps.chunks_exact(d))
+            .zip(&t)
+        {
             let (a, s) = (sqrt_ab[ti as usize], sqrt_1mab[ti as usize]);
             for ((o, &x), &e) in row_t.iter_mut().zip(row0).zip(row_e) {
                 *o = a * x + s * e;
@@ -116,11 +156,20 @@ pub fn train(config: UnetConfig, data: &[f32], tc: &UnetTrainConfig, mut progres
             })
             .collect();
         let loss = loss / (b * d) as f64;
-        ensure!(loss.is_finite(), "U-Net training diverged at step {step} (loss {loss})");
+        ensure!(
+            loss.is_finite(),
+            "U-Net training diverged at step {step} (loss {loss})"
+        );
         grad.fill(0.0);
         layout.backward(&params, &xt, &tape, &dout, &mut grad)?;
         adam.update(&mut params, &grad);
         progress(step, loss);
     }
-    Ok(UnetModel { config, train_steps: tc.train_steps, beta: tc.beta, hal_threshold: f32::NAN, params })
+    Ok(UnetModel {
+        config,
+        train_steps: tc.train_steps,
+        beta: tc.beta,
+        hal_threshold: f32::NAN,
+        params,
+    })
 }
