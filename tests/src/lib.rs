@@ -1,3 +1,213 @@
 //! # mirage-tests
 //!
-//! Differential tests across mirage's paths (core f32, host batched, GPU, fixed point).
+//! Differential tests across mirage's paths. Every path samples the same model with the
+//! same counter-based noise (core `noise`, keyed by seed, sample index, step and
+//! dimension), so sample k of one path and sample k of another follow the same
+//! trajectory up to rounding. A [`SamplingPath`] is one way to draw those samples:
+//!
+//! | path | what runs |
+//! |---|---|
+//! | [`CorePath`] | core's `sample_trajectory` per sample (the microcontroller's code) |
+//! | [`HostPath`] | the host's batched GEMM sampler (`mirage sample`) |
+//! | [`GpuPath`] | wgpu compute shaders (`mirage sample --backend gpu`) |
+//!
+//! The fixed-point path is [`CorePath`] over a `QuantMlp` (any core `Denoiser` plugs in).
+//! [`agreement`] applies the whole-trajectory criteria of design.md §4.
+
+use mirage_core::schedule::Schedule;
+use mirage_core::{Denoiser, Hal, Mlp, SamplerConfig, sample_trajectory, trajectory_scratch_len};
+use mirage_host::sample::{BatchDenoiser, SampleOptions, sample_batch};
+use mirage_host::train::Layout;
+
+/// Samples and Hal scores of n trajectories (sample k at `samples[k·dim..]`).
+#[derive(Clone, Debug)]
+pub struct Drawn {
+    /// Data dimension.
+    pub dim: usize,
+    /// Final samples, back to back.
+    pub samples: Vec<f32>,
+    /// Hal per sample.
+    pub hal: Vec<f32>,
+}
+
+/// One way of drawing samples `0..n` of seed `seed`.
+pub trait SamplingPath {
+    /// Short name for reports.
+    fn name(&self) -> &'static str;
+    /// Draws samples `0..n`.
+    ///
+    /// # Errors
+    /// Whatever the path reports, as text.
+    fn draw(&self, seed: u64, n: usize) -> Result<Drawn, String>;
+}
+
+/// core's per-sample trajectory (f32 MLP, fixed point, or the exact mixture).
+pub struct CorePath<'a, D: Denoiser + Sync> {
+    /// The denoiser.
+    pub den: &'a D,
+    /// Respaced schedule.
+    pub schedule: Schedule<'a>,
+    /// Sampler configuration.
+    pub cfg: SamplerConfig,
+    /// Hal window K.
+    pub window: usize,
+}
+
+impl<D: Denoiser + Sync> SamplingPath for CorePath<'_, D> {
+    fn name(&self) -> &'static str {
+        "core"
+    }
+
+    fn draw(&self, seed: u64, n: usize) -> Result<Drawn, String> {
+        let dim = self.den.dim();
+        let mut samples = vec![0.0f32; n * dim];
+        let mut hal = vec![0.0f32; n];
+        let mut x0 = vec![0.0f32; dim];
+        let mut state = vec![0.0f32; Hal::state_len(1, dim)];
+        let mut scratch = vec![0.0f32; trajectory_scratch_len(self.den.scratch_len(), dim)];
+        for (k, (x, h)) in samples.chunks_exact_mut(dim).zip(&mut hal).enumerate() {
+            let mut det = Hal::new(self.window, dim, &mut state).map_err(|e| e.to_string())?;
+            let index = u32::try_from(k).map_err(|e| e.to_string())?;
+            sample_trajectory(
+                self.den,
+                &self.schedule,
+                &self.cfg,
+                seed,
+                index,
+                x,
+                &mut x0,
+                &mut det,
+                &mut scratch,
+            )
+            .map_err(|e| e.to_string())?;
+            det.scores(std::slice::from_mut(h))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Drawn { dim, samples, hal })
+    }
+}
+
+/// The host's batched GEMM sampler.
+pub struct HostPath<'a> {
+    /// The f32 network.
+    pub mlp: Mlp<'a>,
+    /// Respaced schedule.
+    pub schedule: Schedule<'a>,
+    /// Sampler configuration.
+    pub cfg: SamplerConfig,
+    /// Hal window K.
+    pub window: usize,
+}
+
+impl SamplingPath for HostPath<'_> {
+    fn name(&self) -> &'static str {
+        "host"
+    }
+
+    fn draw(&self, seed: u64, n: usize) -> Result<Drawn, String> {
+        let layout = Layout::new(self.mlp.shape()).map_err(|e| e.to_string())?;
+        let den = BatchDenoiser::Mlp {
+            layout: &layout,
+            params: self.mlp.params(),
+            prediction: self.cfg.prediction,
+        };
+        let opts = SampleOptions {
+            hal_window: self.window,
+            ..SampleOptions::new(seed)
+        };
+        let out = sample_batch(&den, &self.schedule, &self.cfg, n, &opts, None)
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(Drawn {
+            dim: out.dim,
+            samples: out.samples,
+            hal: out.hal,
+        })
+    }
+}
+
+/// The wgpu path.
+pub struct GpuPath<'a> {
+    /// A sampler built on the adapter under test.
+    pub sampler: &'a mirage_gpu::GpuSampler,
+    /// Data dimension.
+    pub dim: usize,
+}
+
+impl SamplingPath for GpuPath<'_> {
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+
+    fn draw(&self, seed: u64, n: usize) -> Result<Drawn, String> {
+        let out = self.sampler.sample(seed, 0, n).map_err(|e| e.to_string())?;
+        Ok(Drawn {
+            dim: self.dim,
+            samples: out.samples,
+            hal: out.hal,
+        })
+    }
+}
+
+/// How two draws of the same samples agree (design.md §4, whole trajectories).
+#[derive(Clone, Copy, Debug)]
+pub struct Agreement {
+    /// Fraction of samples whose coordinates all differ by at most `tol`.
+    pub within: f64,
+    /// Largest coordinate difference.
+    pub max_abs: f32,
+    /// Fraction of samples whose nearest mode differs.
+    pub mode_flips: f64,
+    /// Jaccard index of the flagged sets (Hal above the threshold, or non-finite).
+    pub jaccard: f64,
+}
+
+/// Compares draw `b` against reference `a`: `tol` for coordinates, `modes` (k×dim) for
+/// nearest-mode flips, `threshold` for the flagged sets.
+#[must_use]
+pub fn agreement(a: &Drawn, b: &Drawn, tol: f32, modes: &[f32], threshold: f32) -> Agreement {
+    let d = a.dim;
+    let n = a.hal.len().max(1);
+    let mut within = 0usize;
+    let mut flips = 0usize;
+    let mut max_abs = 0.0f32;
+    for (xa, xb) in a.samples.chunks_exact(d).zip(b.samples.chunks_exact(d)) {
+        let diff = xa
+            .iter()
+            .zip(xb)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        max_abs = max_abs.max(diff);
+        within += usize::from(diff <= tol);
+        flips += usize::from(nearest(modes, d, xa) != nearest(modes, d, xb));
+    }
+    let flag = |h: f32| !(h <= threshold);
+    let (mut both, mut either) = (0usize, 0usize);
+    for (&ha, &hb) in a.hal.iter().zip(&b.hal) {
+        both += usize::from(flag(ha) && flag(hb));
+        either += usize::from(flag(ha) || flag(hb));
+    }
+    Agreement {
+        within: within as f64 / n as f64,
+        max_abs,
+        mode_flips: flips as f64 / n as f64,
+        jaccard: if either == 0 {
+            1.0
+        } else {
+            both as f64 / either as f64
+        },
+    }
+}
+
+/// Index of the mode (rows of `modes`, `d` wide) nearest to `x`.
+#[must_use]
+pub fn nearest(modes: &[f32], d: usize, x: &[f32]) -> usize {
+    modes
+        .chunks_exact(d)
+        .map(|m| m.iter().zip(x).map(|(p, q)| (p - q) * (p - q)).sum::<f32>())
+        .enumerate()
+        .fold(
+            (0, f32::INFINITY),
+            |best, (k, v)| if v < best.1 { (k, v) } else { best },
+        )
+        .0
+}
