@@ -208,6 +208,10 @@ impl<'a> ExactGmm<'a> {
             let xj = f64::from(xj);
             let x0 = self.posterior_mean_at(level, xj, j, &resp);
             *o = output(self.prediction, level, xj, x0) as f32;
+            if !o.is_finite() {
+                // e.g. ε̂ = (x − a·x̂0)/b for |x| near f32::MAX and b ≪ 1 (adversarial tests).
+                return Err(Error::NonFinite("output (overflows f32: x too large)"));
+            }
         }
         Ok(())
     }
@@ -315,8 +319,9 @@ impl Denoiser for ExactGmm<'_> {
 
     /// # Errors
     /// Besides the length checks: [`Error::StepOutOfRange`] if `model_t` is not in the
-    /// schedule, [`Error::NonFinite`]`("x")` for a NaN/∞ input, [`Error::InvalidParameter`]
-    /// when a zero σ meets ᾱ = 1.
+    /// schedule, [`Error::NonFinite`]`("x")` for a NaN/∞ input, [`Error::NonFinite`] when an
+    /// output overflows f32 (|x| near `f32::MAX`), [`Error::InvalidParameter`] when a zero σ
+    /// meets ᾱ = 1.
     fn predict(
         &self,
         model_t: u32,

@@ -368,9 +368,10 @@ impl Table {
     }
 }
 
-/// Length of the flat table buffer for `steps` steps.
+/// Length of the flat table buffer for `steps` steps (saturating: an absurd `steps` gives
+/// `usize::MAX`, which no buffer matches, instead of an overflow).
 pub const fn table_len(steps: usize) -> usize {
-    TABLE_COUNT * steps
+    TABLE_COUNT.saturating_mul(steps)
 }
 
 /// Fills `out` (length [`table_len`]`(steps)`) with the f32 tables, table-major:
@@ -381,7 +382,7 @@ pub const fn table_len(steps: usize) -> usize {
 /// # Errors
 /// As [`BetaSchedule::validate`] and [`Spacing::validate`]; [`Error::LengthMismatch`] if
 /// `out.len() != table_len(steps)`; [`Error::NonFinite`] (naming the table) if a coefficient
-/// overflows f32 or ᾱ underflows f64 (only for schedules far harsher than any in use).
+/// overflows f32, or one that must be positive (β, α, √(1−ᾱ), 1/√ᾱ, 1/√α) rounds to 0, or ᾱ underflows f64 (only for schedules far harsher than any in use).
 pub fn compute_tables(
     beta: &BetaSchedule,
     train_steps: usize,
@@ -475,11 +476,13 @@ impl StepF64 {
         }
     }
 
-    /// Writes step `i` of every table, failing if an entry is not finite in f32.
+    /// Writes step `i` of every table, failing if an entry is not finite in f32, or not
+    /// positive in a table [`Schedule::from_tables`] requires positive (a β far below f32's
+    /// range rounds to 0: found by fuzzing, where such tables failed validation afterwards).
     fn store(&self, out: &mut [f32], steps: usize, i: usize) -> Result<(), Error> {
         for which in Table::ALL {
             let value = self.value(which) as f32;
-            if !value.is_finite() {
+            if !value.is_finite() || (must_be_positive(which) && value <= 0.0) {
                 return Err(Error::NonFinite(which.name()));
             }
             let slot = out
@@ -489,6 +492,19 @@ impl StepF64 {
         }
         Ok(())
     }
+}
+
+/// The tables that divide or scale and so must be positive (checked by
+/// [`Schedule::from_tables`] and, for its own output, by [`compute_tables`]).
+fn must_be_positive(which: Table) -> bool {
+    matches!(
+        which,
+        Table::Beta
+            | Table::Alpha
+            | Table::SqrtOneMinusAlphaBar
+            | Table::InvSqrtAlphaBar
+            | Table::InvSqrtAlpha
+    )
 }
 
 /// Per-step coefficients, read from a [`Schedule`]'s tables (see [`Table`] for each field).
@@ -545,15 +561,7 @@ impl<'a> Schedule<'a> {
             if !table.iter().all(|v| v.is_finite()) {
                 return Err(Error::NonFinite(which.name()));
             }
-            let must_be_positive = matches!(
-                which,
-                Table::Beta
-                    | Table::Alpha
-                    | Table::SqrtOneMinusAlphaBar
-                    | Table::InvSqrtAlphaBar
-                    | Table::InvSqrtAlpha
-            );
-            if must_be_positive && !table.iter().all(|&v| v > 0.0) {
+            if must_be_positive(which) && !table.iter().all(|&v| v > 0.0) {
                 return Err(Error::NonFinite(which.name()));
             }
         }

@@ -66,7 +66,11 @@ pub fn run(data: &[u8]) {
                 }
             }
             _ => {
-                let i = if r.bool() { r.range(0, 12) } else { r.u32() as usize };
+                let i = if r.bool() {
+                    r.range(0, 12)
+                } else {
+                    r.u32() as usize
+                };
                 let n = if r.u8() == 0 { r.range(0, 8) } else { batch };
                 let x_t = r.f32s(n);
                 let n0 = if r.u8() == 0 { r.range(0, 8) } else { n };
@@ -77,7 +81,10 @@ pub fn run(data: &[u8]) {
                     let _ = s.observe(i, &x_t, &x0);
                 }
                 if ok && i < window {
-                    assert!(last.is_none_or(|l| i < l), "Hal accepted step {i} after {last:?}");
+                    assert!(
+                        last.is_none_or(|l| i < l),
+                        "Hal accepted step {i} after {last:?}"
+                    );
                     last = Some(i);
                     for (e, &v) in seen.iter_mut().zip(&x0) {
                         e.push(v);
@@ -99,7 +106,11 @@ pub fn run(data: &[u8]) {
                 for e in elems {
                     let k = e.len() as f64;
                     let mean = e.iter().map(|&v| f64::from(v)).sum::<f64>() / k;
-                    want += e.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / k;
+                    want += e
+                        .iter()
+                        .map(|&v| (f64::from(v) - mean).powi(2))
+                        .sum::<f64>()
+                        / k;
                 }
                 want /= dim as f64;
                 let tol = 1e-4 * want + 1e-6;

@@ -16,7 +16,11 @@ pub fn run(data: &[u8]) {
     let Some((&sel, body)) = data.split_first() else {
         return;
     };
-    let policy = if sel & 0x80 == 0 { NonFinite::Reject } else { NonFinite::Allow };
+    let policy = if sel & 0x80 == 0 {
+        NonFinite::Reject
+    } else {
+        NonFinite::Allow
+    };
     match sel % 4 {
         0 | 1 => {
             let Ok(text) = std::str::from_utf8(body) else {
@@ -42,7 +46,10 @@ pub fn run(data: &[u8]) {
                     assert_eq!(again.matrix.rows(), m.rows());
                     assert_eq!(again.matrix.cols(), m.cols());
                     for (a, b) in again.matrix.data().iter().zip(m.data()) {
-                        assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{a} vs {b}");
+                        assert!(
+                            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                            "{a} vs {b}"
+                        );
                     }
                 }
             }
@@ -54,7 +61,8 @@ pub fn run(data: &[u8]) {
                 if policy == NonFinite::Reject {
                     assert!(m.data().iter().all(|v| v.is_finite()));
                 }
-                let again = parse_npy(&encode_npy(m), NonFinite::Allow).expect("encoded NPY parses");
+                let again =
+                    parse_npy(&encode_npy(m), NonFinite::Allow).expect("encoded NPY parses");
                 assert_eq!(again.matrix.rows(), m.rows());
                 for (a, b) in again.matrix.data().iter().zip(m.data()) {
                     assert_eq!(a.to_bits(), b.to_bits());
@@ -70,7 +78,13 @@ fn check_mixture(m: &Mixture) {
     assert_eq!(m.means().len(), k * d);
     assert_eq!(m.stds().len(), k * d);
     assert_eq!(m.weights().len(), k);
-    assert!(m.means().iter().chain(m.stds()).chain(m.weights()).all(|v| v.is_finite()));
+    assert!(
+        m.means()
+            .iter()
+            .chain(m.stds())
+            .chain(m.weights())
+            .all(|v| v.is_finite())
+    );
     let ds = Dataset::generate(m.clone(), 3, 1);
     assert_eq!(ds.points().len(), 3 * d);
 }

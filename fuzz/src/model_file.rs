@@ -28,7 +28,14 @@ pub fn run(data: &[u8]) {
     if flags & 2 == 2 && buf.bytes().len() > 1 {
         let r = ModelFile::parse(buf.misaligned());
         assert!(
-            matches!(r, Err(Error::Misaligned | Error::BadMagic | Error::Truncated | Error::UnsupportedVersion | Error::UnknownKind)),
+            matches!(
+                r,
+                Err(Error::Misaligned
+                    | Error::BadMagic
+                    | Error::Truncated
+                    | Error::UnsupportedVersion
+                    | Error::UnknownKind)
+            ),
             "misaligned buffer parsed as {r:?}"
         );
     }
@@ -66,7 +73,9 @@ fn exercise(model: &ModelFile<'_>, bytes: &[u8]) {
     assert_eq!(d, header.shape.dim);
     let mut scratch = vec![0.0f32; den.scratch_len()];
     for (k, &v) in PROBES.iter().enumerate() {
-        let x: Vec<f32> = (0..2 * d).map(|j| if j % 2 == 0 { v } else { -v * 0.5 }).collect();
+        let x: Vec<f32> = (0..2 * d)
+            .map(|j| if j % 2 == 0 { v } else { -v * 0.5 })
+            .collect();
         let mut out = vec![0.0f32; x.len()];
         let model_t = [0u32, (t - 1) as u32, t as u32, u32::MAX][k % 4];
         let _ = den.predict(model_t, &x, &mut out, &mut scratch);
@@ -76,7 +85,10 @@ fn exercise(model: &ModelFile<'_>, bytes: &[u8]) {
     let _ = den.predict(0, &vec![f32::NAN; d], &mut out, &mut scratch);
     let _ = den.predict(0, &vec![0.0; d + 1], &mut out, &mut scratch);
     if !scratch.is_empty() {
-        assert!(den.predict(0, &vec![0.0; d], &mut out, &mut scratch[1..]).is_err());
+        assert!(
+            den.predict(0, &vec![0.0; d], &mut out, &mut scratch[1..])
+                .is_err()
+        );
     }
 
     // A short respaced trajectory with the file's β schedule and Hal.
@@ -93,10 +105,26 @@ fn exercise(model: &ModelFile<'_>, bytes: &[u8]) {
         let mut hal = Hal::new(2, d, &mut state).expect("hal");
         let (mut x, mut x0) = (vec![0.0f32; d], vec![0.0f32; d]);
         let mut scratch = vec![0.0f32; trajectory_scratch_len(den.scratch_len(), d)];
-        if sample_trajectory(den, &sched, &cfg, 7, 0, &mut x, &mut x0, &mut hal, &mut scratch).is_ok() {
+        if sample_trajectory(
+            den,
+            &sched,
+            &cfg,
+            7,
+            0,
+            &mut x,
+            &mut x0,
+            &mut hal,
+            &mut scratch,
+        )
+        .is_ok()
+        {
             let mut score = [0.0f32];
             hal.scores(&mut score).expect("scores after a trajectory");
-            assert!(!score[0].is_nan() && score[0] >= 0.0, "Hal score {}", score[0]);
+            assert!(
+                !score[0].is_nan() && score[0] >= 0.0,
+                "Hal score {}",
+                score[0]
+            );
         }
     }
 
@@ -108,7 +136,12 @@ fn exercise(model: &ModelFile<'_>, bytes: &[u8]) {
             // The weight section is the last section before the CRC.
             let len = mirage_core::quant::section_len(&header.shape, q.kind());
             let end = model.file_len() - 4;
-            write_quant_model(&header, schedule.data(), &bytes[end - len..end], out.bytes_mut())
+            write_quant_model(
+                &header,
+                schedule.data(),
+                &bytes[end - len..end],
+                out.bytes_mut(),
+            )
         }
         _ => unreachable!("exactly one of mlp() and quant_mlp() succeeds"),
     };

@@ -8,7 +8,7 @@
 use mirage_core::format::full_tables;
 use mirage_core::quant::{Ranges, quantize_into, quantize_scratch_len, section, section_len};
 use mirage_core::{
-    BetaSchedule, Denoiser, ModelFile, ModelHeader, ModelKind, Mlp, MlpShape, Prediction,
+    BetaSchedule, Denoiser, Mlp, MlpShape, ModelFile, ModelHeader, ModelKind, Prediction,
     QuantKind, QuantMlp, encoded_len, table_len, write_quant_model,
 };
 
@@ -32,16 +32,33 @@ pub fn run(data: &[u8]) {
     let hostile = r.u8() == 0;
     let scale = f32::from(r.u8()) / 16.0;
     let params: Vec<f32> = (0..shape.param_count().min(4096))
-        .map(|_| if hostile { r.f32() } else { r.f32_finite() * scale })
+        .map(|_| {
+            if hostile {
+                r.f32()
+            } else {
+                r.f32_finite() * scale
+            }
+        })
         .collect();
     let Ok(mlp) = Mlp::new(shape, &params) else {
         return;
     };
     let train_steps = r.range(0, 200);
-    let kind = if r.bool() { QuantKind::Q16 } else { QuantKind::Q8 };
+    let kind = if r.bool() {
+        QuantKind::Q16
+    } else {
+        QuantKind::Q8
+    };
     let mut ranges = Ranges::default();
     if r.bool() {
-        ranges = Ranges { x: r.f32(), h: r.f32(), u: r.f32(), a1: r.f32(), a2: r.f32(), ao: r.f32() };
+        ranges = Ranges {
+            x: r.f32(),
+            h: r.f32(),
+            u: r.f32(),
+            a1: r.f32(),
+            a2: r.f32(),
+            ao: r.f32(),
+        };
     } else {
         let mut scratch = vec![0.0f32; shape.scratch_len() + shape.width + shape.dim];
         for _ in 0..r.range(1, 4) {
@@ -56,7 +73,17 @@ pub fn run(data: &[u8]) {
     let mut scratch = vec![0.0f32; quantize_scratch_len(&shape)];
     // Short buffers are errors.
     let mut short = vec![0u8; len.saturating_sub(1)];
-    assert!(quantize_into(&mlp, train_steps.max(1), &ranges, kind, &mut short, &mut scratch).is_err());
+    assert!(
+        quantize_into(
+            &mlp,
+            train_steps.max(1),
+            &ranges,
+            kind,
+            &mut short,
+            &mut scratch
+        )
+        .is_err()
+    );
     let Ok(n) = quantize_into(&mlp, train_steps, &ranges, kind, &mut out, &mut scratch) else {
         return;
     };
@@ -70,7 +97,8 @@ pub fn run(data: &[u8]) {
         let x = vec![v; shape.dim];
         let mut y = vec![0.0f32; shape.dim];
         let t = r.u32() % train_steps as u32;
-        q.predict(t, &x, &mut y, &mut qs).expect("finite inputs are accepted");
+        q.predict(t, &x, &mut y, &mut qs)
+            .expect("finite inputs are accepted");
     }
 
     // Into a file and back.

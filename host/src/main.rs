@@ -35,6 +35,10 @@ enum Command {
     Hallucination(cmd::hallucination::HallucinationArgs),
     /// Every detector (Hal, path length, posterior variance, k-NN) scored by D5: table, ROC, by-step AUROC.
     Filter(cmd::filter::FilterArgs),
+    /// Self-consuming training for several generations: Hal filter vs random vs none (resumable).
+    Recursive(cmd::recursive::RecursiveArgs),
+    /// The newcomer's tour: train a small grid25 model, sample, label, score and filter (minutes).
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn main() {
@@ -50,6 +54,8 @@ fn main() {
         Command::Quantize(args) => cmd::quantize::run(&args),
         Command::Hallucination(args) => cmd::hallucination::run(&args),
         Command::Filter(args) => cmd::filter::run(&args),
+        Command::Recursive(args) => cmd::recursive::run(&args),
+        Command::Demo(args) => cmd::demo::run(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -13,8 +13,20 @@ use mirage_host::train::{checkpoint_path, previous_checkpoint_path};
 
 /// A tiny run: gauss1d-3, 400 points, batch 20 (20 steps/epoch), width 8, one block.
 const TINY: [&str; 14] = [
-    "gauss1d-3", "--n", "400", "--batch", "20", "--width", "8", "--blocks", "1", "--threads",
-    "1", "--checkpoint-every", "3", "-q",
+    "gauss1d-3",
+    "--n",
+    "400",
+    "--batch",
+    "20",
+    "--width",
+    "8",
+    "--blocks",
+    "1",
+    "--threads",
+    "1",
+    "--checkpoint-every",
+    "3",
+    "-q",
 ];
 const EPOCHS: &str = "60";
 
@@ -24,11 +36,20 @@ fn train(dir: &Path, resume: bool) -> Command {
 
 fn train_epochs(dir: &Path, resume: bool, epochs: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mirage"));
-    c.arg("train").args(TINY).args(["--epochs", epochs, "--checkpoint-dir", "ck", "--out", "model.mrg"]);
+    c.arg("train").args(TINY).args([
+        "--epochs",
+        epochs,
+        "--checkpoint-dir",
+        "ck",
+        "--out",
+        "model.mrg",
+    ]);
     if resume {
         c.arg("--resume");
     }
-    c.current_dir(dir).stdout(Stdio::null()).stderr(Stdio::piped());
+    c.current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     c
 }
 
@@ -52,14 +73,18 @@ fn assert_nothing_partial(dir: &Path) {
             assert_nothing_partial(&path);
         } else if name == "checkpoint.mckpt" || name == "checkpoint.mckpt.prev" {
             let bytes = std::fs::read(&path).unwrap();
-            Checkpoint::decode(&bytes).unwrap_or_else(|e| panic!("{} is partial: {e:#}", path.display()));
+            Checkpoint::decode(&bytes)
+                .unwrap_or_else(|e| panic!("{} is partial: {e:#}", path.display()));
         } else if name == "model.mrg" {
             let bytes = std::fs::read(&path).unwrap();
-            let words: Vec<u64> = bytes.chunks(8).map(|c| {
-                let mut w = [0u8; 8];
-                w[..c.len()].copy_from_slice(c);
-                u64::from_le_bytes(w)
-            }).collect();
+            let words: Vec<u64> = bytes
+                .chunks(8)
+                .map(|c| {
+                    let mut w = [0u8; 8];
+                    w[..c.len()].copy_from_slice(c);
+                    u64::from_le_bytes(w)
+                })
+                .collect();
             let aligned = &bytemuck::cast_slice::<u64, u8>(&words)[..bytes.len()];
             ModelFile::parse(aligned).unwrap_or_else(|e| panic!("model.mrg is partial: {e}"));
         } else {
@@ -73,7 +98,11 @@ fn sigkill_and_resume_gives_the_uninterrupted_model() {
     let reference = tempfile::tempdir().unwrap();
     let t0 = Instant::now();
     let out = train(reference.path(), false).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let full = t0.elapsed();
     let want = std::fs::read(reference.path().join("model.mrg")).unwrap();
 
@@ -100,11 +129,21 @@ fn sigkill_and_resume_gives_the_uninterrupted_model() {
     // Finish the run.
     let resume = checkpoint_path(&d.join("ck")).is_file();
     let out = train(d, resume).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_nothing_partial(d);
     let got = std::fs::read(d.join("model.mrg")).unwrap();
-    assert!(kills >= 1, "no run was interrupted (the tiny run is too fast)");
-    assert_eq!(got, want, "resumed model differs from the uninterrupted one after {kills} kills");
+    assert!(
+        kills >= 1,
+        "no run was interrupted (the tiny run is too fast)"
+    );
+    assert_eq!(
+        got, want,
+        "resumed model differs from the uninterrupted one after {kills} kills"
+    );
 }
 
 #[test]
@@ -112,7 +151,11 @@ fn corrupt_or_truncated_checkpoint_is_refused_and_the_previous_kept() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = train_epochs(d, false, "2").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ck = checkpoint_path(&d.join("ck"));
     let prev = previous_checkpoint_path(&ck);
     let good = std::fs::read(&ck).unwrap();
@@ -123,14 +166,31 @@ fn corrupt_or_truncated_checkpoint_is_refused_and_the_previous_kept() {
     let mut flipped = good.clone();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x01;
-    for (what, bytes) in [("bit flip", flipped), ("truncation", good[..good.len() - 7].to_vec())] {
+    for (what, bytes) in [
+        ("bit flip", flipped),
+        ("truncation", good[..good.len() - 7].to_vec()),
+    ] {
         std::fs::write(&ck, &bytes).unwrap();
         let out = train_epochs(d, true, "2").output().unwrap();
         let msg = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{what}: {msg}");
-        assert!(msg.contains("CRC") || msg.contains("truncated"), "{what}: {msg}");
-        assert!(msg.contains("checkpoint.mckpt.prev"), "{what}: no hint at the previous one: {msg}");
-        assert_eq!(std::fs::read(&ck).unwrap(), bytes, "{what}: the bad checkpoint was overwritten");
-        assert_eq!(std::fs::read(&prev).unwrap(), prev_bytes, "{what}: .prev changed");
+        assert!(
+            msg.contains("CRC") || msg.contains("truncated"),
+            "{what}: {msg}"
+        );
+        assert!(
+            msg.contains("checkpoint.mckpt.prev"),
+            "{what}: no hint at the previous one: {msg}"
+        );
+        assert_eq!(
+            std::fs::read(&ck).unwrap(),
+            bytes,
+            "{what}: the bad checkpoint was overwritten"
+        );
+        assert_eq!(
+            std::fs::read(&prev).unwrap(),
+            prev_bytes,
+            "{what}: .prev changed"
+        );
     }
 }

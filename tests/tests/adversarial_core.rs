@@ -2,15 +2,22 @@
 //! and huge sizes, empty slices and mismatched lengths. Every call must return an error or
 //! a finite, documented result (elementwise maths may propagate a non-finite input into
 //! that element's output only, never into another sample's); none may panic.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use mirage_core::crc32::crc32;
 use mirage_core::format::full_tables;
-use mirage_core::quant::fixed::{LnParams, inv_sqrt, isqrt, layer_norm, leaky, requantize, round_shift, sat_i16};
+use mirage_core::quant::fixed::{
+    LnParams, inv_sqrt, isqrt, layer_norm, leaky, requantize, round_shift, sat_i16,
+};
 use mirage_core::quant::{Ranges, quantize_into, quantize_scratch_len, section, section_len};
 use mirage_core::{
-    BetaSchedule, Clip, Denoiser, Detector, EpsilonScaling, Error, ExactGmm, Hal, HalSingle, Method,
-    Mlp, MlpShape, ModelFile, ModelHeader, PathLength, Prediction, QuantKind, QuantMlp,
+    BetaSchedule, Clip, Denoiser, Detector, EpsilonScaling, Error, ExactGmm, Hal, HalSingle,
+    Method, Mlp, MlpShape, ModelFile, ModelHeader, PathLength, Prediction, QuantKind, QuantMlp,
     SamplerConfig, Schedule, Spacing, Variance, chacha_stream, compute_tables, encoded_len,
     fill_normals, normal, philox4x32_10, rademacher, sample_trajectory, step, table_len,
     trajectory_scratch_len, write_model,
@@ -27,7 +34,16 @@ const HOSTILE: [f32; 9] = [
     0.0,
     f32::MIN_POSITIVE,
 ];
-const HOSTILE64: [f64; 8] = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MAX, 5e-324, -0.0, 0.0, 1.0];
+const HOSTILE64: [f64; 8] = [
+    f64::NAN,
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    f64::MAX,
+    5e-324,
+    -0.0,
+    0.0,
+    1.0,
+];
 
 fn paper_schedule(t: usize) -> Vec<f32> {
     let mut tables = vec![0.0f32; table_len(t)];
@@ -46,7 +62,10 @@ fn schedules_reject_hostile_parameters() {
             ] {
                 for t in [0usize, 1, 2, 10] {
                     if let Ok(v) = beta.beta(t.saturating_sub(1), t) {
-                        assert!(v.is_finite() && v > 0.0 && v < 1.0, "{beta:?} T={t}: β = {v}");
+                        assert!(
+                            v.is_finite() && v > 0.0 && v < 1.0,
+                            "{beta:?} T={t}: β = {v}"
+                        );
                     }
                     let mut out = vec![0.0f32; table_len(t.min(2))];
                     if compute_tables(&beta, t, &Spacing::Linspace, t.min(2), &mut out).is_ok() {
@@ -61,9 +80,20 @@ fn schedules_reject_hostile_parameters() {
     assert!(BetaSchedule::Custom(&[]).validate(0).is_err());
     assert!(BetaSchedule::Custom(&[0.1]).validate(2).is_err());
     // Huge and zero sizes.
-    for (t, n) in [(0, 0), (1, 0), (0, 1), (usize::MAX, 1), ((1 << 24) + 1, 1), (5, 6), (usize::MAX, usize::MAX)] {
+    for (t, n) in [
+        (0, 0),
+        (1, 0),
+        (0, 1),
+        (usize::MAX, 1),
+        ((1 << 24) + 1, 1),
+        (5, 6),
+        (usize::MAX, usize::MAX),
+    ] {
         let mut out = vec![0.0f32; table_len(n.min(8))];
-        assert!(compute_tables(&BetaSchedule::PAPER, t, &Spacing::Leading, n, &mut out).is_err(), "T={t} n={n}");
+        assert!(
+            compute_tables(&BetaSchedule::PAPER, t, &Spacing::Leading, n, &mut out).is_err(),
+            "T={t} n={n}"
+        );
         let mut ts = vec![0u32; n.min(8)];
         assert!(Spacing::Trailing.timesteps(t, n, &mut ts).is_err());
     }
@@ -87,7 +117,10 @@ fn schedule_from_tables_rejects_every_hostile_entry() {
         for &v in &HOSTILE[..3] {
             let mut bad = good.clone();
             bad[i] = v;
-            assert!(Schedule::from_tables(&bad, 5).is_err(), "entry {i} = {v} accepted");
+            assert!(
+                Schedule::from_tables(&bad, 5).is_err(),
+                "entry {i} = {v} accepted"
+            );
         }
     }
     let s = Schedule::from_tables(&good, 5).unwrap();
@@ -106,8 +139,18 @@ fn configs() -> Vec<SamplerConfig> {
         Method::Ddim { eta: -1.0 },
         Method::Ddim { eta: f32::INFINITY },
     ] {
-        for prediction in [Prediction::Epsilon, Prediction::Sample, Prediction::Velocity] {
-            for clip in [Clip::None, Clip::Symmetric(1.0), Clip::Symmetric(f32::NAN), Clip::Symmetric(0.0), Clip::Symmetric(-1.0)] {
+        for prediction in [
+            Prediction::Epsilon,
+            Prediction::Sample,
+            Prediction::Velocity,
+        ] {
+            for clip in [
+                Clip::None,
+                Clip::Symmetric(1.0),
+                Clip::Symmetric(f32::NAN),
+                Clip::Symmetric(0.0),
+                Clip::Symmetric(-1.0),
+            ] {
                 for eps_scaling in [
                     EpsilonScaling::Off,
                     EpsilonScaling::Constant(1.01),
@@ -115,9 +158,17 @@ fn configs() -> Vec<SamplerConfig> {
                     EpsilonScaling::Constant(f32::NAN),
                     EpsilonScaling::Linear { k: 1e-3, b: 1.0 },
                     EpsilonScaling::Linear { k: -1.0, b: 1.0 },
-                    EpsilonScaling::Linear { k: f32::INFINITY, b: 1.0 },
+                    EpsilonScaling::Linear {
+                        k: f32::INFINITY,
+                        b: 1.0,
+                    },
                 ] {
-                    v.push(SamplerConfig { method, prediction, clip, eps_scaling });
+                    v.push(SamplerConfig {
+                        method,
+                        prediction,
+                        clip,
+                        eps_scaling,
+                    });
                 }
             }
         }
@@ -143,16 +194,42 @@ fn sampler_step_on_hostile_values_and_lengths() {
             let r = step(&cfg, &s, i, &x, &out, &noise, &mut prev, &mut x0);
             if valid && i < 20 && cfg.lambda(i).is_ok() {
                 r.unwrap();
-                assert!(prev[n].is_finite() && x0[n].is_finite(), "{cfg:?} i={i}: clean element contaminated");
+                assert!(
+                    prev[n].is_finite() && x0[n].is_finite(),
+                    "{cfg:?} i={i}: clean element contaminated"
+                );
             } else {
                 assert!(r.is_err(), "{cfg:?} i={i} accepted");
             }
             // Mismatched lengths and empty slices.
-            for (lx, lo, ln, lp, l0) in [(3, 2, 3, 3, 3), (3, 3, 2, 3, 3), (3, 3, 3, 2, 3), (3, 3, 3, 3, 4), (0, 0, 0, 0, 0), (3, 3, 0, 3, 3)] {
-                let r = step(&cfg, &s, i, &vec![0.0; lx], &vec![0.0; lo], &vec![0.0; ln], &mut vec![0.0; lp], &mut vec![0.0; l0]);
-                let lengths_ok = lx == lo && lx == lp && lx == l0 && (ln == lx || (ln == 0 && !cfg.needs_noise(i)));
+            for (lx, lo, ln, lp, l0) in [
+                (3, 2, 3, 3, 3),
+                (3, 3, 2, 3, 3),
+                (3, 3, 3, 2, 3),
+                (3, 3, 3, 3, 4),
+                (0, 0, 0, 0, 0),
+                (3, 3, 0, 3, 3),
+            ] {
+                let r = step(
+                    &cfg,
+                    &s,
+                    i,
+                    &vec![0.0; lx],
+                    &vec![0.0; lo],
+                    &vec![0.0; ln],
+                    &mut vec![0.0; lp],
+                    &mut vec![0.0; l0],
+                );
+                let lengths_ok = lx == lo
+                    && lx == lp
+                    && lx == l0
+                    && (ln == lx || (ln == 0 && !cfg.needs_noise(i)));
                 if !lengths_ok {
-                    assert!(r.is_err(), "{cfg:?} i={i} lengths {:?} accepted", (lx, lo, ln, lp, l0));
+                    assert!(
+                        r.is_err(),
+                        "{cfg:?} i={i} lengths {:?} accepted",
+                        (lx, lo, ln, lp, l0)
+                    );
                 }
             }
         }
@@ -188,13 +265,48 @@ fn noise_is_finite_for_every_counter() {
 #[test]
 fn mlp_rejects_bad_shapes_and_weights_and_isolates_samples() {
     for shape in [
-        MlpShape { dim: 0, width: 2, blocks: 1, temb_dim: 4 },
-        MlpShape { dim: 1, width: 0, blocks: 1, temb_dim: 4 },
-        MlpShape { dim: 1, width: 2, blocks: 0, temb_dim: 4 },
-        MlpShape { dim: 1, width: 2, blocks: 1, temb_dim: 2 },
-        MlpShape { dim: 1, width: 2, blocks: 1, temb_dim: 5 },
-        MlpShape { dim: usize::MAX, width: usize::MAX, blocks: usize::MAX, temb_dim: usize::MAX },
-        MlpShape { dim: MlpShape::MAX_DIM + 1, width: 2, blocks: 1, temb_dim: 4 },
+        MlpShape {
+            dim: 0,
+            width: 2,
+            blocks: 1,
+            temb_dim: 4,
+        },
+        MlpShape {
+            dim: 1,
+            width: 0,
+            blocks: 1,
+            temb_dim: 4,
+        },
+        MlpShape {
+            dim: 1,
+            width: 2,
+            blocks: 0,
+            temb_dim: 4,
+        },
+        MlpShape {
+            dim: 1,
+            width: 2,
+            blocks: 1,
+            temb_dim: 2,
+        },
+        MlpShape {
+            dim: 1,
+            width: 2,
+            blocks: 1,
+            temb_dim: 5,
+        },
+        MlpShape {
+            dim: usize::MAX,
+            width: usize::MAX,
+            blocks: usize::MAX,
+            temb_dim: usize::MAX,
+        },
+        MlpShape {
+            dim: MlpShape::MAX_DIM + 1,
+            width: 2,
+            blocks: 1,
+            temb_dim: 4,
+        },
     ] {
         assert!(shape.validate().is_err(), "{shape:?}");
         let _ = shape.param_count(); // saturating, no overflow panic
@@ -203,13 +315,23 @@ fn mlp_rejects_bad_shapes_and_weights_and_isolates_samples() {
         let _ = QuantMlp::scratch_len_for(&shape);
         assert!(Mlp::new(shape, &[]).is_err());
     }
-    let shape = MlpShape { dim: 2, width: 4, blocks: 2, temb_dim: 4 };
-    let good: Vec<f32> = (0..shape.param_count()).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
+    let shape = MlpShape {
+        dim: 2,
+        width: 4,
+        blocks: 2,
+        temb_dim: 4,
+    };
+    let good: Vec<f32> = (0..shape.param_count())
+        .map(|i| ((i % 7) as f32 - 3.0) * 0.1)
+        .collect();
     assert!(Mlp::new(shape, &good[1..]).is_err());
     for &v in &HOSTILE[..3] {
         let mut bad = good.clone();
         bad[shape.param_count() / 2] = v;
-        assert!(matches!(Mlp::new(shape, &bad), Err(Error::NonFiniteWeight(_))));
+        assert!(matches!(
+            Mlp::new(shape, &bad),
+            Err(Error::NonFiniteWeight(_))
+        ));
     }
     let mlp = Mlp::new(shape, &good).unwrap();
     let mut scratch = vec![0.0f32; mlp.scratch_len()];
@@ -221,15 +343,24 @@ fn mlp_rejects_bad_shapes_and_weights_and_isolates_samples() {
             let x = [v, v, 0.5, -0.5];
             let mut out = [0.0f32; 4];
             mlp.predict(t, &x, &mut out, &mut scratch).unwrap();
-            assert!(out[2..].iter().all(|o| o.is_finite()), "t={t} v={v}: clean sample contaminated {out:?}");
+            assert!(
+                out[2..].iter().all(|o| o.is_finite()),
+                "t={t} v={v}: clean sample contaminated {out:?}"
+            );
             if v.is_finite() && v.abs() < 1e30 {
-                assert!(out[..2].iter().all(|o| o.is_finite()), "t={t} v={v}: {out:?}");
+                assert!(
+                    out[..2].iter().all(|o| o.is_finite()),
+                    "t={t} v={v}: {out:?}"
+                );
             }
         }
     }
     let mut out = [0.0f32; 3];
     assert!(mlp.predict(0, &[0.0; 3], &mut out, &mut scratch).is_err());
-    assert!(mlp.predict(0, &[0.0; 2], &mut out[..2], &mut scratch[..1]).is_err());
+    assert!(
+        mlp.predict(0, &[0.0; 2], &mut out[..2], &mut scratch[..1])
+            .is_err()
+    );
     let _ = mlp.predict(0, &[], &mut [], &mut scratch);
 }
 
@@ -249,7 +380,10 @@ fn gmm_rejects_bad_mixtures_and_hostile_states() {
         (2, &m[..1], &[1.0][..], &[1.0][..]),
         (2, &m[..], &[1.0, 1.0, 1.0][..], &[1.0][..]),
     ] {
-        assert!(ExactGmm::new(dim, means, stds, weights, s, Prediction::Epsilon).is_err(), "{dim} {means:?} {stds:?} {weights:?}");
+        assert!(
+            ExactGmm::new(dim, means, stds, weights, s, Prediction::Epsilon).is_err(),
+            "{dim} {means:?} {stds:?} {weights:?}"
+        );
     }
     let many = vec![1.0f32; 257];
     assert!(matches!(
@@ -258,14 +392,21 @@ fn gmm_rejects_bad_mixtures_and_hostile_states() {
     ));
     // Zero σ (a point mass) and hostile x: error or finite.
     let stds = [0.0f32];
-    for prediction in [Prediction::Epsilon, Prediction::Sample, Prediction::Velocity] {
+    for prediction in [
+        Prediction::Epsilon,
+        Prediction::Sample,
+        Prediction::Velocity,
+    ] {
         let g = ExactGmm::new(2, &m, &stds, &[1.0], s, prediction).unwrap();
         let mut scratch = vec![0.0f32; g.scratch_len()];
         for t in [0u32, 9, 10, u32::MAX] {
             for &v in &HOSTILE {
                 let mut out = [0.0f32; 2];
                 if g.predict(t, &[v, 0.5], &mut out, &mut scratch).is_ok() {
-                    assert!(out.iter().all(|o| o.is_finite()), "{prediction:?} t={t} x={v}: {out:?}");
+                    assert!(
+                        out.iter().all(|o| o.is_finite()),
+                        "{prediction:?} t={t} x={v}: {out:?}"
+                    );
                 }
             }
         }
@@ -294,18 +435,35 @@ fn detectors_on_hostile_streams() {
             hal.observe(i, &x0, &x0).unwrap();
             pl.observe(i, &x0, &x0).unwrap();
             single.observe(i, &x0[..1], &x0[..1]).unwrap();
-            assert!(hal.observe(i, &x0, &x0).is_err() || i >= 3, "repeated step accepted");
+            assert!(
+                hal.observe(i, &x0, &x0).is_err() || i >= 3,
+                "repeated step accepted"
+            );
             assert!(hal.observe(0, &x0[..1], &x0).is_err());
         }
         hal.scores(&mut scores).unwrap();
         let want_inf = !v.is_finite();
         assert!(!scores[0].is_nan() && scores[0] >= 0.0, "{v}: {scores:?}");
-        assert_eq!(scores[0].is_infinite(), want_inf || v.abs() > 1e19, "{v}: {scores:?}");
-        assert!(scores[1] == 0.0, "the other sample is untouched: {scores:?}");
+        assert_eq!(
+            scores[0].is_infinite(),
+            want_inf || v.abs() > 1e19,
+            "{v}: {scores:?}"
+        );
+        assert!(
+            scores[1] == 0.0,
+            "the other sample is untouched: {scores:?}"
+        );
         let s1 = single.score().unwrap();
-        assert!(s1.to_bits() == scores[0].to_bits(), "HalSingle {s1} vs Hal {}", scores[0]);
+        assert!(
+            s1.to_bits() == scores[0].to_bits(),
+            "HalSingle {s1} vs Hal {}",
+            scores[0]
+        );
         pl.scores(&mut scores).unwrap();
-        assert!(!scores[0].is_nan() && scores[0] >= 0.0 && scores[1] == 0.0, "{v}: {scores:?}");
+        assert!(
+            !scores[0].is_nan() && scores[0] >= 0.0 && scores[1] == 0.0,
+            "{v}: {scores:?}"
+        );
         assert!(pl.scores(&mut [0.0; 3]).is_err());
     }
 }
@@ -319,20 +477,80 @@ fn trajectory_rejects_mismatches() {
     let mut hal = Hal::new(2, 1, &mut st).unwrap();
     let need = trajectory_scratch_len(g.scratch_len(), 1);
     let cfg = SamplerConfig::PAPER;
-    let wrong_pred = SamplerConfig { prediction: Prediction::Sample, ..cfg };
+    let wrong_pred = SamplerConfig {
+        prediction: Prediction::Sample,
+        ..cfg
+    };
     let mut scratch = vec![0.0f32; need];
     let (mut x, mut x0) = ([0.0f32; 1], [0.0f32; 1]);
-    assert!(sample_trajectory(&g, &s, &wrong_pred, 0, 0, &mut x, &mut x0, &mut hal, &mut scratch).is_err());
-    assert!(sample_trajectory(&g, &s, &cfg, 0, 0, &mut [0.0; 2], &mut x0, &mut hal, &mut scratch).is_err());
-    assert!(sample_trajectory(&g, &s, &cfg, 0, 0, &mut x, &mut [], &mut hal, &mut scratch).is_err());
-    assert!(sample_trajectory(&g, &s, &cfg, 0, 0, &mut x, &mut x0, &mut hal, &mut scratch[..need - 1]).is_err());
-    sample_trajectory(&g, &s, &cfg, u64::MAX, u32::MAX, &mut x, &mut x0, &mut hal, &mut scratch).unwrap();
+    assert!(
+        sample_trajectory(
+            &g,
+            &s,
+            &wrong_pred,
+            0,
+            0,
+            &mut x,
+            &mut x0,
+            &mut hal,
+            &mut scratch
+        )
+        .is_err()
+    );
+    assert!(
+        sample_trajectory(
+            &g,
+            &s,
+            &cfg,
+            0,
+            0,
+            &mut [0.0; 2],
+            &mut x0,
+            &mut hal,
+            &mut scratch
+        )
+        .is_err()
+    );
+    assert!(
+        sample_trajectory(&g, &s, &cfg, 0, 0, &mut x, &mut [], &mut hal, &mut scratch).is_err()
+    );
+    assert!(
+        sample_trajectory(
+            &g,
+            &s,
+            &cfg,
+            0,
+            0,
+            &mut x,
+            &mut x0,
+            &mut hal,
+            &mut scratch[..need - 1]
+        )
+        .is_err()
+    );
+    sample_trajectory(
+        &g,
+        &s,
+        &cfg,
+        u64::MAX,
+        u32::MAX,
+        &mut x,
+        &mut x0,
+        &mut hal,
+        &mut scratch,
+    )
+    .unwrap();
     assert!(x[0].is_finite() && x0[0].is_finite());
 }
 
 #[test]
 fn model_files_every_prefix_and_hostile_header() {
-    let shape = MlpShape { dim: 1, width: 2, blocks: 1, temb_dim: 4 };
+    let shape = MlpShape {
+        dim: 1,
+        width: 2,
+        blocks: 1,
+        temb_dim: 4,
+    };
     let header = ModelHeader::new(shape, 3, BetaSchedule::PAPER, Prediction::Epsilon);
     let params = vec![0.1f32; shape.param_count()];
     let tables = paper_schedule(3);
@@ -343,15 +561,29 @@ fn model_files_every_prefix_and_hostile_header() {
     assert!(write_model(&header, &tables[1..], &params, buf).is_err());
     let mut nan_params = params.clone();
     nan_params[0] = f32::NAN;
-    assert!(matches!(write_model(&header, &tables, &nan_params, buf), Err(Error::NonFiniteWeight(_))));
+    assert!(matches!(
+        write_model(&header, &tables, &nan_params, buf),
+        Err(Error::NonFiniteWeight(_))
+    ));
     write_model(&header, &tables, &params, buf).unwrap();
     for cut in 0..n {
-        assert!(ModelFile::parse(&buf[..cut]).is_err(), "prefix {cut} parsed");
+        assert!(
+            ModelFile::parse(&buf[..cut]).is_err(),
+            "prefix {cut} parsed"
+        );
     }
     assert!(ModelFile::parse(&buf[..n]).is_ok());
     // Hostile headers: sizes, T, τ.
     for (shape2, t, tau, k) in [
-        (MlpShape { dim: usize::MAX, ..shape }, 3, f32::NAN, 0),
+        (
+            MlpShape {
+                dim: usize::MAX,
+                ..shape
+            },
+            3,
+            f32::NAN,
+            0,
+        ),
         (shape, 0, f32::NAN, 0),
         (shape, usize::MAX, f32::NAN, 0),
         (shape, 3, f32::INFINITY, 1),
@@ -359,7 +591,8 @@ fn model_files_every_prefix_and_hostile_header() {
         (shape, 3, 0.5, 0),
         (shape, 3, f32::NAN, 3),
     ] {
-        let h = ModelHeader::new(shape2, t, BetaSchedule::PAPER, Prediction::Epsilon).with_hal_threshold(tau, k);
+        let h = ModelHeader::new(shape2, t, BetaSchedule::PAPER, Prediction::Epsilon)
+            .with_hal_threshold(tau, k);
         assert!(encoded_len(&h).is_err(), "{h:?}");
     }
     assert_eq!(crc32(&[]), 0);
@@ -385,7 +618,11 @@ fn fixed_point_primitives_saturate() {
             let _ = round_shift(v, k);
         }
     }
-    for (acc, m) in [(i64::MAX, i32::MAX), (i64::MIN, i32::MIN), (i64::MIN, i32::MAX)] {
+    for (acc, m) in [
+        (i64::MAX, i32::MAX),
+        (i64::MIN, i32::MIN),
+        (i64::MIN, i32::MAX),
+    ] {
         for k in [0u32, 1, 62, u32::MAX] {
             let y = requantize(acc, m, k, i32::MAX, i32::MAX);
             assert!(y.unsigned_abs() <= i32::MAX as u32);
@@ -397,7 +634,12 @@ fn fixed_point_primitives_saturate() {
     assert_eq!(isqrt(u64::MAX), u64::from(u32::MAX));
     let _ = inv_sqrt(0);
     let _ = inv_sqrt(u64::MAX);
-    let p = LnParams { eps: u64::MAX, gain_shift: u32::MAX, gain: &[i32::MAX, i32::MIN], bias: &[i32::MIN] };
+    let p = LnParams {
+        eps: u64::MAX,
+        gain_shift: u32::MAX,
+        gain: &[i32::MAX, i32::MIN],
+        bias: &[i32::MIN],
+    };
     let mut out = [0i16; 3];
     layer_norm(&[i32::MAX, i32::MIN, 0], &p, true, &mut out);
     layer_norm(&[], &p, false, &mut out);
@@ -406,16 +648,31 @@ fn fixed_point_primitives_saturate() {
 
 #[test]
 fn quantiser_and_quant_mlp_on_hostile_input() {
-    let shape = MlpShape { dim: 1, width: 2, blocks: 1, temb_dim: 4 };
+    let shape = MlpShape {
+        dim: 1,
+        width: 2,
+        blocks: 1,
+        temb_dim: 4,
+    };
     let params = vec![0.25f32; shape.param_count()];
     let mlp = Mlp::new(shape, &params).unwrap();
     let mut ranges = Ranges::default();
     let mut scratch = vec![0.0f32; shape.scratch_len()];
-    assert_eq!(ranges.observe(&mlp, 0, &[f32::NAN], &mut scratch), Err(Error::NonFinite("x")));
+    assert_eq!(
+        ranges.observe(&mlp, 0, &[f32::NAN], &mut scratch),
+        Err(Error::NonFinite("x"))
+    );
     assert!(ranges.observe(&mlp, 0, &[0.5], &mut scratch[..1]).is_err());
     for kind in [QuantKind::Q8, QuantKind::Q16] {
         for &v in &HOSTILE {
-            let r = Ranges { x: v, h: v, u: v, a1: v, a2: v, ao: v };
+            let r = Ranges {
+                x: v,
+                h: v,
+                u: v,
+                a1: v,
+                a2: v,
+                ao: v,
+            };
             let mut out = vec![0u8; section_len(&shape, kind)];
             let mut qs = vec![0.0f32; quantize_scratch_len(&shape)];
             for t in [0usize, 1, 1 << 33] {

@@ -2,7 +2,12 @@
 //! regression (tests/regressions/<target>/) through the fuzz harnesses, which are included
 //! from the fuzz crate so the suite runs exactly the code `cargo fuzz` runs. Also checks the
 //! seeds on disk are the ones [`seeds`] generates (`MIRAGE_WRITE_SEEDS=1` rewrites them).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "../../fuzz/src/lib.rs"]
 #[allow(dead_code, clippy::all)]
@@ -13,7 +18,7 @@ use std::path::{Path, PathBuf};
 use mirage_core::format::full_tables;
 use mirage_core::quant::{Ranges, quantize_into, quantize_scratch_len, section_len};
 use mirage_core::{
-    BetaSchedule, ModelHeader, ModelKind, Mlp, MlpShape, Prediction, QuantKind, encoded_len,
+    BetaSchedule, Mlp, MlpShape, ModelHeader, ModelKind, Prediction, QuantKind, encoded_len,
     table_len, write_model, write_quant_model,
 };
 use mirage_host::io::matrix::Matrix;
@@ -29,7 +34,10 @@ const TARGETS: [&str; 6] = [
 ];
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn run_target(target: &str, data: &[u8]) {
@@ -69,7 +77,8 @@ impl Writer {
         self.u8(1).fin(v)
     }
     fn fin(mut self, v: f32) -> Self {
-        self.0.extend_from_slice(&(((v * 1024.0) as i16) as u16).to_le_bytes());
+        self.0
+            .extend_from_slice(&(((v * 1024.0) as i16) as u16).to_le_bytes());
         self
     }
     /// `Reader::f64` returning `v` in [0, 1).
@@ -101,7 +110,11 @@ fn mrg_quant(shape: MlpShape, t: usize, kind: QuantKind) -> Vec<u8> {
     let mut section = vec![0u8; section_len(&shape, kind)];
     let mut qs = vec![0.0f32; quantize_scratch_len(&shape)];
     quantize_into(&mlp, t, &ranges, kind, &mut section, &mut qs).unwrap();
-    let model_kind = if kind == QuantKind::Q8 { ModelKind::MlpQ8 } else { ModelKind::MlpQ16 };
+    let model_kind = if kind == QuantKind::Q8 {
+        ModelKind::MlpQ8
+    } else {
+        ModelKind::MlpQ16
+    };
     let header = ModelHeader {
         kind: model_kind,
         ..ModelHeader::new(shape, t, BetaSchedule::PAPER, Prediction::Epsilon)
@@ -122,10 +135,23 @@ fn flagged(flags: u8, file: Vec<u8>) -> Vec<u8> {
 /// The seed corpus: (target, file name, bytes). Small valid inputs reaching each
 /// harness's main paths.
 fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
-    let tiny = MlpShape { dim: 1, width: 2, blocks: 1, temb_dim: 4 };
-    let tiny2 = MlpShape { dim: 2, width: 3, blocks: 2, temb_dim: 4 };
+    let tiny = MlpShape {
+        dim: 1,
+        width: 2,
+        blocks: 1,
+        temb_dim: 4,
+    };
+    let tiny2 = MlpShape {
+        dim: 2,
+        width: 3,
+        blocks: 2,
+        temb_dim: 4,
+    };
     let custom = [0.01, 0.02, 0.05];
-    let f32_file = mrg(&ModelHeader::new(tiny, 4, BetaSchedule::PAPER, Prediction::Epsilon), &tiny_params(tiny));
+    let f32_file = mrg(
+        &ModelHeader::new(tiny, 4, BetaSchedule::PAPER, Prediction::Epsilon),
+        &tiny_params(tiny),
+    );
     let custom_file = mrg(
         &ModelHeader::new(tiny2, 3, BetaSchedule::Custom(&custom), Prediction::Sample)
             .with_hal_threshold(0.01, 2),
@@ -141,7 +167,11 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     // sampler_step: T = 100 PAPER, Linspace 10 steps, DDPM paper config, 4 elements,
     // then a 2-component 1-D GMM trajectory over T = 20 with Hal K = 3.
     let step_seed = |beta_sel: u8, spacing: u8, method: u8, pred: u8| {
-        let mut w = Writer::default().u8(0).range(100, 0).range(0, 0).u8(beta_sel);
+        let mut w = Writer::default()
+            .u8(0)
+            .range(100, 0)
+            .range(0, 0)
+            .u8(beta_sel);
         if beta_sel == 1 {
             w = w.f64(1e-3).f64(0.2);
         }
@@ -162,8 +192,25 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         for v in [1.0, -1.0, 0.5, -0.5] {
             w = w.f32(v);
         }
-        w = w.range(20, 1).range(1, 0).range(2, 0).f32(-1.0).f32(1.0).u8(1).f32(0.1).f32(0.1);
-        w = w.f32(1.0).f32(1.0).u8(pred).range(10, 1).u8(0).u8(pred).u8(0).u8(0).range(3, 1);
+        w = w
+            .range(20, 1)
+            .range(1, 0)
+            .range(2, 0)
+            .f32(-1.0)
+            .f32(1.0)
+            .u8(1)
+            .f32(0.1)
+            .f32(0.1);
+        w = w
+            .f32(1.0)
+            .f32(1.0)
+            .u8(pred)
+            .range(10, 1)
+            .u8(0)
+            .u8(pred)
+            .u8(0)
+            .u8(0)
+            .range(3, 1);
         w.range(0, 0).u64(42).u32(3).0
     };
 
@@ -185,12 +232,31 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
 
     // quantizer: dim 2, width 3, blocks 1, E = 4, finite weights; observed ranges; T = 10.
     let quant = |kind_bit: u8| {
-        let mut w = Writer::default().range(2, 0).range(3, 0).range(1, 0).range(2, 1).u8(1).u8(16);
-        let shape = MlpShape { dim: 2, width: 3, blocks: 1, temb_dim: 4 };
+        let mut w = Writer::default()
+            .range(2, 0)
+            .range(3, 0)
+            .range(1, 0)
+            .range(2, 1)
+            .u8(1)
+            .u8(16);
+        let shape = MlpShape {
+            dim: 2,
+            width: 3,
+            blocks: 1,
+            temb_dim: 4,
+        };
         for p in tiny_params(shape) {
             w = w.fin(p);
         }
-        w = w.range(10, 0).u8(kind_bit).u8(0).range(1, 1).u32(5).range(1, 0).f32(0.5).f32(-0.5);
+        w = w
+            .range(10, 0)
+            .u8(kind_bit)
+            .u8(0)
+            .range(1, 1)
+            .u32(5)
+            .range(1, 0)
+            .f32(0.5)
+            .f32(-0.5);
         for t in 0..6 {
             w = w.u32(t);
         }
@@ -201,7 +267,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let fixed = |dim: usize, width: usize, kind_bit: u8, seed: u64| {
         Writer::default()
             .range(dim, 1)
-            .range(width, 2)
+            .range(width, 16)
             .range(2, 1)
             .range(8, 2)
             .u64(seed)
@@ -225,18 +291,26 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("model_file", "q16", flagged(3, q16)),
         ("sampler_step", "ddpm_eps", step_seed(0, 2, 0, 0)),
         ("sampler_step", "ddim_x0_linear", step_seed(1, 0, 2, 1)),
-        ("sampler_step", "ddpm_small_v_trailing", step_seed(0, 1, 1, 2)),
+        (
+            "sampler_step",
+            "ddpm_small_v_trailing",
+            step_seed(0, 1, 1, 2),
+        ),
         ("detector", "window3_batch2", det),
         ("quantizer", "q8", quant(0)),
         ("quantizer", "q16", quant(1)),
         ("fixed_vs_f32", "q8_d2_w16", fixed(2, 16, 0, 1)),
-        ("fixed_vs_f32", "q16_d1_w8", fixed(1, 8, 1, 2)),
+        ("fixed_vs_f32", "q16_d1_w24", fixed(1, 24, 1, 2)),
         ("fixed_vs_f32", "q8_d4_w32", fixed(4, 32, 0, 3)),
         ("host_inputs", "spec.toml", toml),
         ("host_inputs", "spec.json", json),
         ("host_inputs", "scores.csv", csv),
         ("host_inputs", "matrix.npy", [&[3u8][..], &npy].concat()),
-        ("host_inputs", "matrix_allow.npy", [&[0x83u8][..], &npy].concat()),
+        (
+            "host_inputs",
+            "matrix_allow.npy",
+            [&[0x83u8][..], &npy].concat(),
+        ),
     ]
 }
 
@@ -251,7 +325,12 @@ fn seeds_on_disk_match_the_generator() {
         }
         let on_disk = std::fs::read(&path)
             .unwrap_or_else(|e| panic!("{}: {e} (run with MIRAGE_WRITE_SEEDS=1)", path.display()));
-        assert_eq!(on_disk, bytes, "{} is stale (run with MIRAGE_WRITE_SEEDS=1)", path.display());
+        assert_eq!(
+            on_disk,
+            bytes,
+            "{} is stale (run with MIRAGE_WRITE_SEEDS=1)",
+            path.display()
+        );
     }
     for target in TARGETS {
         let total: u64 = std::fs::read_dir(dir.join(target))

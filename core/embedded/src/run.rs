@@ -7,7 +7,7 @@
 use core::fmt::Write;
 
 use mirage_core::detector::HalSingle;
-use mirage_core::format::ModelFile;
+use mirage_core::format::{ModelFile, ModelWeights};
 use mirage_core::{Denoiser, Error, Hal, SamplerConfig, sample_trajectory, trajectory_scratch_len};
 
 /// Data dimension the example is built for (the paper's 2D grid).
@@ -17,14 +17,6 @@ pub const SCRATCH: usize = 1024;
 /// Master seed of the noise (papers.md §7 D7).
 pub const SEED: u64 = 1234;
 
-/// Which network the model file holds.
-pub enum Net<'a> {
-    /// Kind 1.
-    F32(mirage_core::Mlp<'a>),
-    /// Kinds 2 and 3.
-    Fixed(mirage_core::QuantMlp<'a>),
-}
-
 /// Parses `bytes` and samples trajectories 0..n, writing one line per sample to `out`:
 /// `sample <i> x <x0> <x1> hal <score> flagged <0|1> bits <x0 bits> <x1 bits> <hal bits>`.
 ///
@@ -32,13 +24,11 @@ pub enum Net<'a> {
 /// Parse errors, a model of the wrong dimension, too little scratch, sampler errors.
 pub fn run<W: Write>(bytes: &[u8], n: u32, out: &mut W) -> Result<(), Error> {
     let file = ModelFile::parse(bytes)?;
-    let net = match file.quant_mlp() {
-        Ok(q) => Net::Fixed(q),
-        Err(_) => Net::F32(file.mlp()?),
-    };
-    let den: &dyn Denoiser = match &net {
-        Net::F32(m) => m,
-        Net::Fixed(q) => q,
+    let weights = file.weights();
+    let den: &dyn Denoiser = match &weights {
+        ModelWeights::MlpF32(mlp) => mlp,
+        ModelWeights::MlpQuant(q) => q,
+        _ => return Err(Error::Unsupported("model kind in the embedded example")),
     };
     if den.dim() != DIM {
         return Err(Error::BadDimension(

@@ -49,7 +49,9 @@ impl<'s> Hal<'s> {
 
     /// The state length (f32 count) for `samples` samples of dimension `dim`: 3·samples·dim.
     pub const fn state_len(samples: usize, dim: usize) -> usize {
-        STATE_PER_ELEMENT * samples * dim
+        STATE_PER_ELEMENT
+            .saturating_mul(samples)
+            .saturating_mul(dim)
     }
 
     /// A Hal detector with window `window` (= K) for samples of dimension `dim`; the number
@@ -63,7 +65,9 @@ impl<'s> Hal<'s> {
         if dim == 0 {
             return Err(Error::InvalidParameter("hal dim must be at least 1"));
         }
-        let per_sample = STATE_PER_ELEMENT * dim;
+        let per_sample = STATE_PER_ELEMENT
+            .checked_mul(dim)
+            .ok_or(Error::LengthMismatch("hal dim too large"))?;
         if state.is_empty() || !state.len().is_multiple_of(per_sample) {
             return Err(Error::LengthMismatch(
                 "hal state must be a positive multiple of 3·dim (Hal::state_len)",

@@ -23,7 +23,7 @@ pub struct PathLength<'s> {
 impl<'s> PathLength<'s> {
     /// The state length (f32 count) for `samples` samples of dimension `dim`: samples·(dim+1).
     pub const fn state_len(samples: usize, dim: usize) -> usize {
-        samples * (dim + 1)
+        samples.saturating_mul(dim.saturating_add(1))
     }
 
     /// A path-length detector with window `window` (= K) for samples of dimension `dim`; the
@@ -39,12 +39,15 @@ impl<'s> PathLength<'s> {
                 "path length dim must be at least 1",
             ));
         }
-        if state.is_empty() || !state.len().is_multiple_of(dim + 1) {
+        let per_sample = dim
+            .checked_add(1)
+            .ok_or(Error::LengthMismatch("path length dim too large"))?;
+        if state.is_empty() || !state.len().is_multiple_of(per_sample) {
             return Err(Error::LengthMismatch(
                 "path length state must be a positive multiple of dim + 1 (PathLength::state_len)",
             ));
         }
-        let samples = state.len() / (dim + 1);
+        let samples = state.len() / per_sample;
         let (previous, length) = state.split_at_mut(samples * dim);
         Ok(Self {
             cursor,

@@ -67,11 +67,12 @@ impl QuantWeight for i16 {
     }
 }
 
-/// round(v·2^−k), round half toward +∞; `k` in 1..=126.
+/// round(v·2^−k), round half toward +∞; `k` in 1..=126 (clamped). Saturates instead of
+/// overflowing for |v| within 2^(k−1) of `i128::MAX` (found by the adversarial tests).
 #[inline(always)]
 pub fn round_shift(v: i128, k: u32) -> i128 {
     let k = k.clamp(1, 126);
-    (v + (1i128 << (k - 1))) >> k
+    v.saturating_add(1i128 << (k - 1)) >> k
 }
 
 /// Requantises an accumulator: round(acc·m·2^−k) + bias, saturated to ±`limit`.
@@ -172,10 +173,12 @@ pub fn layer_norm(v: &[i32], p: &LnParams<'_>, leaky_relu: bool, out: &mut [i16]
             let d = clamp(x) - mean;
             (d * d) as u64
         })
-        .sum();
+        .fold(0u64, u64::saturating_add);
     let denom = sq.saturating_add((n as u64).saturating_mul(p.eps));
     let (inv, s) = inv_sqrt(denom);
-    let shift = (62 + p.gain_shift).saturating_sub(s + LN_FRAC_BITS);
+    let shift = 62u32
+        .saturating_add(p.gain_shift)
+        .saturating_sub(s + LN_FRAC_BITS);
     for (((o, &x), &g), &b) in out.iter_mut().zip(v).zip(p.gain).zip(p.bias) {
         let d = i128::from(clamp(x) - mean);
         let z = (round_shift(d * i128::from(inv) * i128::from(g), shift) + i128::from(b))

@@ -41,11 +41,11 @@ pub struct QuantMlp<'a> {
     net: Net<'a>,
 }
 
-/// An integer activation vector handed to the internal probe.
+/// An activation vector handed to the internal probe (mutable: a probe may overwrite it).
 enum View<'s> {
-    I32(&'s [i32]),
-    I16(&'s [i16]),
-    F32(&'s [f32]),
+    I32(&'s mut [i32]),
+    I16(&'s mut [i16]),
+    F32(&'s mut [f32]),
 }
 
 impl<'a> QuantMlp<'a> {
@@ -117,10 +117,14 @@ impl<'a> QuantMlp<'a> {
     /// `probe(tap, block, values)` with every intermediate dequantised to f32 (value ·
     /// scale), at the same taps as [`Mlp::forward_probed`] (`scratch.len() ≥ D + 4W`).
     ///
+    /// If the probe returns `true`, the (possibly overwritten) values are quantised back
+    /// (round to nearest, saturating) and the pass continues from them: writing the f32
+    /// network's activation there isolates each layer's own error ("teacher forcing").
+    ///
     /// # Errors
     /// [`Error::LengthMismatch`], [`Error::BufferTooSmall`]`("scratch")`,
     /// [`Error::NonFinite`]`("x")`.
-    pub fn forward_probed<P: FnMut(Tap, usize, &[f32])>(
+    pub fn forward_probed<P: FnMut(Tap, usize, &mut [f32]) -> bool>(
         &self,
         c: &[i32],
         x: &[f32],
@@ -145,12 +149,26 @@ impl<'a> QuantMlp<'a> {
                 Tap::OutNorm => scales.ao,
                 Tap::Out => 1.0,
             };
-            let n = match view {
+            let n = match &view {
                 View::I32(v) => fill(deq, v.iter().map(|&q| q as f32 * scale)),
                 View::I16(v) => fill(deq, v.iter().map(|&q| f32::from(q) * scale)),
                 View::F32(v) => fill(deq, v.iter().copied()),
             };
-            probe(tap, block, deq.get(..n).unwrap_or(&[]));
+            let values = deq.get_mut(..n).unwrap_or(&mut []);
+            if !probe(tap, block, values) {
+                return;
+            }
+            let q = |v: f32| math::round(v / scale) as i64;
+            match view {
+                View::I32(dst) => dst.iter_mut().zip(values.iter()).for_each(|(o, &v)| {
+                    *o = q(v).clamp(-i64::from(STREAM_MAX), i64::from(STREAM_MAX)) as i32;
+                }),
+                View::I16(dst) => dst
+                    .iter_mut()
+                    .zip(values.iter())
+                    .for_each(|(o, &v)| *o = sat_i16(q(v))),
+                View::F32(dst) => dst.iter_mut().zip(values.iter()).for_each(|(o, &v)| *o = v),
+            }
         };
         match &self.net {
             Net::Q8(p) => forward_one(&self.shape, p, c, x, out, rest, &mut inner),
@@ -259,30 +277,30 @@ fn forward_one<Wt: QuantWeight, P: FnMut(Tap, usize, View<'_>)>(
     let [_, l_in, l_1, _, l_2] = &p.requant;
     let [norm1, norm2, out_norm]: &[LnParams<'_>; 3] = &p.norms;
     matvec(in_fc, x_q, h, |r, acc| rq(l_in, r, acc, 0, STREAM_MAX));
-    probe(Tap::InFc, 0, View::I32(h));
+    probe(Tap::InFc, 0, View::I32(&mut *h));
     for block in 0..shape.blocks {
         layer_norm(h, norm1, true, a);
-        probe(Tap::Norm1, block, View::I16(a));
+        probe(Tap::Norm1, block, View::I16(&mut *a));
         matvec(fc1, a, u, |r, acc| {
             rq(l_1, r, acc, c.get(r).copied().unwrap_or(0), STREAM_MAX)
         });
-        probe(Tap::Fc1, block, View::I32(u));
+        probe(Tap::Fc1, block, View::I32(&mut *u));
         layer_norm(u, norm2, true, a);
-        probe(Tap::Norm2, block, View::I16(a));
+        probe(Tap::Norm2, block, View::I16(&mut *a));
         for (r, (hv, row)) in h.iter_mut().zip(fc2.chunks_exact(w)).enumerate() {
             let delta = rq(l_2, r, Wt::dot(row, a), 0, STREAM_MAX);
             *hv = hv.saturating_add(delta).clamp(-STREAM_MAX, STREAM_MAX);
         }
-        probe(Tap::Residual, block, View::I32(h));
+        probe(Tap::Residual, block, View::I32(&mut *h));
     }
     layer_norm(h, out_norm, false, a);
-    probe(Tap::OutNorm, 0, View::I16(a));
+    probe(Tap::OutNorm, 0, View::I16(&mut *a));
     matvec(out_fc, a, out, |r, acc| {
         let s = p.out_scale.get(r).copied().unwrap_or(0.0);
         let b = p.out_bias.get(r).copied().unwrap_or(0.0);
         acc as f32 * s + b
     });
-    probe(Tap::Out, 0, View::F32(out));
+    probe(Tap::Out, 0, View::F32(&mut *out));
     Ok(())
 }
 

@@ -125,6 +125,7 @@ fn fixed_point_tracks_f32_per_tap_and_at_the_output() {
         // Calibration-independent inputs: other seed, other t.
         let mut f_taps: Vec<Vec<f32>> = vec![Vec::new(); 16];
         let mut q_taps: Vec<Vec<f32>> = vec![Vec::new(); 16];
+        let mut iso_taps: Vec<Vec<f32>> = vec![Vec::new(); 16];
         let slot = |tap: Tap, block: usize| match tap {
             Tap::InFc => 0,
             Tap::Norm1 => 1 + 4 * block,
@@ -152,13 +153,29 @@ fn fixed_point_tracks_f32_per_tap_and_at_the_output() {
                 .unwrap();
                 let mut qout = [0.0f32; 2];
                 q.forward_probed(&c, xs, &mut qout, &mut qs, &mut |tap, b, v| {
-                    q_taps[slot(tap, b)].extend_from_slice(v)
+                    q_taps[slot(tap, b)].extend_from_slice(v);
+                    false
                 })
                 .unwrap();
                 // The Denoiser path gives the same bits as the probed path.
                 let mut dout = [0.0f32; 2];
                 q.predict(t, xs, &mut dout, &mut qs).unwrap();
                 assert_eq!(dout, qout);
+                // Teacher forcing: each tap fed the f32 value isolates that layer's error.
+                let mut fvals: Vec<Vec<f32>> = Vec::new();
+                mlp.forward_probed(&bias, xs, &mut out, &mut fs, &mut |_, _, v| {
+                    fvals.push(v.to_vec())
+                })
+                .unwrap();
+                let mut k = 0;
+                q.forward_probed(&c, xs, &mut qout, &mut qs, &mut |tap, b, v| {
+                    iso_taps[slot(tap, b)].extend_from_slice(v);
+                    v.copy_from_slice(&fvals[k]);
+                    k += 1;
+                    true
+                })
+                .unwrap();
+                assert_eq!(qout, out, "forcing the last tap returns the f32 output");
             }
         }
         for (i, (f, g)) in f_taps.iter().zip(&q_taps).enumerate() {
@@ -170,6 +187,13 @@ fn fixed_point_tracks_f32_per_tap_and_at_the_output() {
                 e <= tol,
                 "{kind:?} tap {i}: relative RMS {e:.2e} > {tol:.0e}"
             );
+            if i < 15 {
+                let iso = rel_rms(&iso_taps[i], f);
+                assert!(
+                    iso <= tol,
+                    "{kind:?} tap {i}: isolated relative RMS {iso:.2e} > {tol:.0e}"
+                );
+            }
         }
     }
 }

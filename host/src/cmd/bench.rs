@@ -68,8 +68,9 @@ fn forward_flops(s: MlpShape) -> (f64, f64) {
     (x_path + 2.0 * (w * e + b * w * w), x_path)
 }
 
-/// sgemm GFLOP/s of 10000×128 @ 128×128 (median of 7 timings of 20 products).
-fn gemm_roofline() -> f64 {
+/// sgemm GFLOP/s of 10000×128 @ 128×128 on `threads` threads, each multiplying its own
+/// block of rows (the GEMM itself is single-threaded; median of 7 timings of 20 products).
+fn gemm_roofline(threads: usize) -> f64 {
     let (m, k, n) = (10_000, 128, 128);
     let a: Vec<f32> = (0..m * k)
         .map(|i| ((i * 7919) % 1000) as f32 * 1e-3)
@@ -79,11 +80,25 @@ fn gemm_roofline() -> f64 {
         .collect();
     let mut c = vec![0.0f32; m * n];
     let reps = 20;
+    let rows = m.div_ceil(threads.max(1));
+    let b = &b;
     let mut once = || {
         let t = Instant::now();
-        for _ in 0..reps {
-            gemm(1.0, Mat::rows(&a, m, k), Mat::rows(&b, k, n), 0.0, &mut c);
-        }
+        std::thread::scope(|s| {
+            for (a, c) in a.chunks(rows * k).zip(c.chunks_mut(rows * n)) {
+                s.spawn(move || {
+                    for _ in 0..reps {
+                        gemm(
+                            1.0,
+                            Mat::rows(a, a.len() / k, k),
+                            Mat::rows(&b, k, n),
+                            0.0,
+                            c,
+                        );
+                    }
+                });
+            }
+        });
         t.elapsed().as_secs_f64()
     };
     once();
@@ -119,7 +134,7 @@ fn bench_train(quick: bool, threads: usize) -> Result<()> {
     } else {
         (100_000, 10_000, 3)
     };
-    let roof = gemm_roofline();
+    let roof = gemm_roofline(threads);
     let data = Dataset::generate(Named::Grid25.mixture()?, n, 1234).into_points();
     let config = TrainConfig {
         batch,
@@ -140,7 +155,7 @@ fn bench_train(quick: bool, threads: usize) -> Result<()> {
     let epoch_s = median(&mut times);
     let (fa, _) = forward_flops(shape);
     let gflops = 3.0 * fa * n as f64 / epoch_s / 1e9;
-    let roof_after = gemm_roofline();
+    let roof_after = gemm_roofline(threads);
     println!(
         "mirage bench train ({} points, batch {batch}, {threads} threads, paper 2D MLP)",
         n
@@ -169,7 +184,7 @@ fn bench_train(quick: bool, threads: usize) -> Result<()> {
 
 fn bench_sample(quick: bool, threads: usize, chunk: usize) -> Result<()> {
     let (n, steps) = if quick { (2_000, 200) } else { (10_000, 1000) };
-    let roof = gemm_roofline();
+    let roof = gemm_roofline(threads);
     // A briefly trained model keeps the chain finite (as the peer does; untimed).
     let data = Dataset::generate(Named::Grid25.mixture()?, 20_000, 1234).into_points();
     let mut tr = Trainer::new(
@@ -206,7 +221,7 @@ fn bench_sample(quick: bool, threads: usize, chunk: usize) -> Result<()> {
     let t = Instant::now();
     let out = sample_batch(&den, &sched, &SamplerConfig::PAPER, n, &opts, None)?;
     let secs = t.elapsed().as_secs_f64();
-    let roof_after = gemm_roofline();
+    let roof_after = gemm_roofline(threads);
     let (fa, fx) = forward_flops(shape);
     let work = (n * steps) as f64;
     let g_peer = fa * work / secs / 1e9;

@@ -499,13 +499,10 @@ fn write_reports(
         )?;
     }
     for (r, scores) in rows.iter().zip(all_scores) {
-        let (inn, hal): (Vec<(f32, bool)>, Vec<(f32, bool)>) = scores
-            .iter()
-            .zip(hallucinated)
-            .map(|(&s, &h)| (s, h))
-            .partition(|(_, h)| !*h);
-        let inn: Vec<f32> = inn.into_iter().map(|p| p.0).collect();
-        let hal: Vec<f32> = hal.into_iter().map(|p| p.0).collect();
+        let (mut inn, mut hal) = (Vec::new(), Vec::new());
+        for (&v, &h) in scores.iter().zip(hallucinated) {
+            if h { hal.push(v) } else { inn.push(v) }
+        }
         let file = format!("scores_{}.png", slug(&r.name));
         score_histograms(
             &dir.join(file),
@@ -610,4 +607,89 @@ fn by_step_report(
         serde_json::to_string_pretty(&json)?.as_bytes(),
     )?;
     Ok(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_window_uses_the_calibration_half_only() {
+        // Window A separates perfectly on even (calibration) indices and is useless on odd
+        // ones; window B is the opposite. The choice must follow the calibration half.
+        let n = 400;
+        let hallucinated: Vec<bool> = (0..n).map(|i| (i / 2) % 5 == 0).collect();
+        let a: Vec<f32> = (0..n)
+            .map(|i| {
+                let good = if hallucinated[i] { 10.0 } else { 1.0 };
+                if i % 2 == 0 { good } else { (i % 7) as f32 }
+            })
+            .collect();
+        let b: Vec<f32> = (0..n)
+            .map(|i| {
+                let good = if hallucinated[i] { 10.0 } else { 1.0 };
+                if i % 2 == 1 { good } else { (i % 7) as f32 }
+            })
+            .collect();
+        assert_eq!(
+            best_window_on_calibration(&[3, 8], &[a.clone(), b.clone()], &hallucinated).unwrap(),
+            3
+        );
+        assert_eq!(
+            best_window_on_calibration(&[8, 3], &[b, a], &hallucinated).unwrap(),
+            3
+        );
+        assert!(best_window_on_calibration(&[], &[], &hallucinated).is_err());
+    }
+
+    #[test]
+    fn filter_writes_every_report_for_the_exact_denoiser() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = FilterArgs {
+            model: ModelArgs {
+                dataset: "gauss1d-3".into(),
+                model: None,
+                exact: true,
+                steps: Some(30),
+                seed: 3,
+                threads: 2,
+                chunk: 64,
+            },
+            detector: vec![DetectorArg::All],
+            hal_window: 10,
+            hal_windows: vec![2, 5, 10],
+            knn_k: 5,
+            n: 600,
+            by_step: true,
+            by_step_max: 12,
+            out: dir.path().to_path_buf(),
+        };
+        run(&args).unwrap();
+        for f in [
+            "filter.json",
+            "filter.csv",
+            "roc.png",
+            "by_step.json",
+            "by_step.png",
+        ] {
+            assert!(dir.path().join(f).is_file(), "{f}");
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("filter.json")).unwrap())
+                .unwrap();
+        let names: Vec<&str> = json["detectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names.len(), 7, "{names:?}");
+        assert!(names.contains(&"postvar1") && names.contains(&"knn k=5"));
+        let by = &json["by_step"]["detectors"]["postvar"]["auroc"];
+        assert_eq!(by.as_array().unwrap().len(), 13);
+        // Neither source, or both, is refused.
+        let mut bad = args;
+        bad.model.exact = false;
+        assert!(run(&bad).is_err());
+    }
 }

@@ -75,17 +75,11 @@ impl CommonArgs {
             (ImageDataset::Digits, s) => s.unwrap_or(8),
             (ImageDataset::Shapes, s) => s.unwrap_or(32),
         };
-        let ch: Vec<usize> = self
-            .channels
-            .split(',')
-            .map(|s| s.trim().parse::<usize>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("--channels {:?}: {e}", self.channels))?;
-        ensure!(ch.len() == 2, "--channels wants two counts, \"C1,C2\"");
+        let (c1, c2) = parse_channels(&self.channels)?;
         let net = UnetConfig {
             side,
-            c1: ch[0],
-            c2: ch[1],
+            c1,
+            c2,
             ..UnetConfig::SHAPES32
         };
         net.validate()?;
@@ -217,14 +211,12 @@ pub fn run(args: &ImagesArgs) -> Result<()> {
             side,
             channels,
         } => {
-            let common = CommonArgs {
-                side: Some(*side),
-                channels: channels.clone(),
-                ..default_common()
-            };
+            let (c1, c2) = parse_channels(channels)?;
             let net = UnetConfig {
                 side: *side,
-                ..common.config()?.net
+                c1,
+                c2,
+                ..UnetConfig::SHAPES32
             };
             serde_json::to_value(bench_unet(net, *batch, *steps, *steps)?)?
         }
@@ -233,20 +225,16 @@ pub fn run(args: &ImagesArgs) -> Result<()> {
     Ok(())
 }
 
-fn default_common() -> CommonArgs {
-    CommonArgs {
-        dataset: ImageDataset::Shapes,
-        side: None,
-        train_size: 5_000,
-        channels: "16,32".into(),
-        steps: 3_000,
-        batch: 32,
-        lr: 2e-3,
-        paper_beta: false,
-        sample_steps: 100,
-        window: 10,
-        sample_batch: 128,
-        seed: 1234,
-        out: PathBuf::from("images-out"),
-    }
+/// Parses "C1,C2".
+fn parse_channels(text: &str) -> Result<(usize, usize)> {
+    let ch: Vec<usize> = text
+        .split(',')
+        .map(|s| s.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--channels {text:?}: {e}"))?;
+    ensure!(
+        ch.len() == 2,
+        "--channels wants two counts, \"C1,C2\", not {text:?}"
+    );
+    Ok((ch[0], ch[1]))
 }

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use crate::io::atomic::write_atomic;
 use crate::quant::{
-    LayerError, layer_errors, quantize_file, ranges, read_model, trajectory_states,
+    ErrorMode, LayerError, layer_errors, quantize_file, ranges, read_model, trajectory_states,
 };
 use mirage_core::format::ModelFile;
 use mirage_core::quant::QuantKind;
@@ -92,11 +92,14 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     let qfile = ModelFile::parse(aligned.bytes())
         .map_err(|e| anyhow!("internal: written model does not parse: {e}"))?;
     let q = qfile.quant_mlp().map_err(|e| anyhow!("internal: {e}"))?;
-    let report = if eval.is_empty() {
-        Vec::new()
-    } else {
-        layer_errors(&mlp, &q, &eval)?
+    let report = |mode| {
+        if eval.is_empty() {
+            Ok(Vec::new())
+        } else {
+            layer_errors(&mlp, &q, &eval, mode)
+        }
     };
+    let (isolated, chained) = (report(ErrorMode::Isolated)?, report(ErrorMode::Chained)?);
     write_atomic(&args.out, &out)?;
     eprintln!(
         "{}: {:?} model, {} bytes ({} f32 bytes before); calibrated on {} states, errors on {} states (seed {eval_seed})",
@@ -108,19 +111,25 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         eval.len()
     );
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let json = serde_json::json!({ "isolated": isolated, "chained": chained });
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print_report(&report);
+        print_report(&isolated, &chained);
     }
     Ok(())
 }
 
-fn print_report(report: &[LayerError]) {
+/// Relative RMS per activation: isolated (each layer fed the f32 input: its own error) and
+/// chained (the fixed-point path end to end).
+fn print_report(isolated: &[LayerError], chained: &[LayerError]) {
     println!(
-        "{:<24} {:>12} {:>12}",
-        "activation", "rel. RMS", "max |err|"
+        "{:<24} {:>14} {:>14} {:>12}",
+        "activation", "isolated RMS", "chained RMS", "chained max"
     );
-    for e in report {
-        println!("{:<24} {:>12.3e} {:>12.3e}", e.name, e.rel_rms, e.max_abs);
+    for (i, c) in isolated.iter().zip(chained) {
+        println!(
+            "{:<24} {:>14.3e} {:>14.3e} {:>12.3e}",
+            i.name, i.rel_rms, c.rel_rms, c.max_abs
+        );
     }
 }

@@ -69,6 +69,9 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
+/// Most f32 training values (points × dimensions) `mirage train` generates: 2²⁸ (1 GiB).
+const MAX_TRAIN_VALUES: usize = 1 << 28;
+
 fn default_points(dataset: &str) -> usize {
     match dataset.parse::<Named>() {
         Ok(Named::Gauss1d3) => 20_000,
@@ -86,7 +89,8 @@ fn remove_stale_temps(dir: &std::path::Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let ours = name.starts_with(".checkpoint.mckpt.") || name.starts_with("checkpoint.mckpt.prev.");
+        let ours =
+            name.starts_with(".checkpoint.mckpt.") || name.starts_with("checkpoint.mckpt.prev.");
         if ours && name.ends_with(".tmp") {
             let _ = std::fs::remove_file(entry.path());
         }
@@ -96,7 +100,10 @@ fn remove_stale_temps(dir: &std::path::Path) {
 /// Adds to a resume error where the previous checkpoint is, if it is intact.
 fn with_previous_hint(err: anyhow::Error, path: &std::path::Path) -> anyhow::Error {
     let prev = previous_checkpoint_path(path);
-    match std::fs::read(&prev).ok().and_then(|b| Checkpoint::decode(&b).ok()) {
+    match std::fs::read(&prev)
+        .ok()
+        .and_then(|b| Checkpoint::decode(&b).ok())
+    {
         Some(ck) => err.context(format!(
             "the previous checkpoint {} (step {}) is intact; to resume from it, move it over {}",
             prev.display(),
@@ -120,6 +127,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mixture = parse_mixture(&args.dataset)?;
     let n = args.n.unwrap_or_else(|| default_points(&args.dataset));
     let dim = mixture.dim();
+    // An absurd --n must be a clear error, not an allocation abort (found by the bad-input
+    // checks: --n 1e12 aborted with "memory allocation of 4000000000000 bytes failed").
+    ensure!(
+        n.checked_mul(dim).is_some_and(|v| v <= MAX_TRAIN_VALUES),
+        "--n {n}: {n} points × {dim} dimensions exceeds the limit of {MAX_TRAIN_VALUES} training values (1 GiB)"
+    );
     let data = Dataset::generate(mixture, n, args.seed).into_points();
     let config = TrainConfig {
         width: args.width,

@@ -210,13 +210,27 @@ fn tap_name(tap: Tap, block: usize) -> String {
     }
 }
 
-/// Per-layer errors of `q` against `mlp` on `states`: every tap of the forward pass (each
-/// fed the fixed-point path's own inputs, so errors accumulate as in use) and the block time
-/// bias c(t). Returned in forward order.
+/// How [`layer_errors`] feeds each fixed-point layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorMode {
+    /// Each layer gets the f32 network's input (quantised): the layer's own error, the
+    /// "per layer" figure of design.md §4.
+    Isolated,
+    /// Each layer gets the fixed-point path's own input: errors accumulate as in use.
+    Chained,
+}
+
+/// Per-layer errors of `q` against `mlp` on `states`: every tap of the forward pass and the
+/// block time bias c(t), in forward order.
 ///
 /// # Errors
 /// Shape mismatch or core errors.
-pub fn layer_errors(mlp: &Mlp<'_>, q: &QuantMlp<'_>, states: &States) -> Result<Vec<LayerError>> {
+pub fn layer_errors(
+    mlp: &Mlp<'_>,
+    q: &QuantMlp<'_>,
+    states: &States,
+    mode: ErrorMode,
+) -> Result<Vec<LayerError>> {
     let shape = mlp.shape();
     ensure!(
         shape == q.shape(),
@@ -257,10 +271,16 @@ pub fn layer_errors(mlp: &Mlp<'_>, q: &QuantMlp<'_>, states: &States) -> Result<
                 accs.push(Acc::default());
                 names.push(tap_name(tap, block));
             }
+            let mut forced = false;
             if let (Some(acc), Some(f)) = (accs.get_mut(k), ftaps.get(k)) {
                 acc.add(v, f);
+                if mode == ErrorMode::Isolated {
+                    v.copy_from_slice(f);
+                    forced = true;
+                }
             }
             k += 1;
+            forced
         })
         .map_err(|e| anyhow!("{e}"))?;
     }

@@ -46,7 +46,7 @@ fn quantized_files_meet_the_per_layer_budget_on_fresh_trajectories() {
         assert_eq!(qfile.header().kind, model_kind(kind));
         assert_eq!(qfile.schedule().data(), file.schedule().data());
         let q = qfile.quant_mlp().unwrap();
-        let report = layer_errors(&mlp, &q, &eval).unwrap();
+        let report = layer_errors(&mlp, &q, &eval, ErrorMode::Isolated).unwrap();
         assert_eq!(report.len(), 1 + 4 * SHAPE.blocks + 2 + 1);
         for e in &report {
             assert!(

@@ -10,7 +10,8 @@
 //! The blocks share one parameter set and one temb, so `e(t)` is the same for every
 //! block: it is computed once per distinct t ([`TimeBranch`]) and its gradient is summed
 //! over blocks and over the samples that share t. LReLU slope 0.02; LayerNorm eps 1e-5
-//! with the biased variance, in f32 (two passes per row).
+//! with the biased variance, in f32 (two passes per row; every row sum in 8 interleaved
+//! partial sums, see `lane_sum`).
 
 use super::gemm::{Mat, gemm};
 use super::layout::Layout;
@@ -210,8 +211,8 @@ fn layer_norm_rows(
         .zip(rstd.iter_mut())
         .zip(out.chunks_exact_mut(w))
     {
-        let mean = x.iter().sum::<f32>() * inv_w;
-        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() * inv_w;
+        let mean = lane_sum(x, |v| v) * inv_w;
+        let var = lane_sum(x, |v| (v - mean) * (v - mean)) * inv_w;
         let rs = 1.0 / (var + LN_EPS).sqrt();
         *r = rs;
         for ((((xh, o), xv), g), b) in xh.iter_mut().zip(o.iter_mut()).zip(x).zip(gamma).zip(beta) {
@@ -220,6 +221,45 @@ fn layer_norm_rows(
             *o = if leaky { lrelu(y) } else { y };
         }
     }
+}
+
+/// Σᵢ f(xᵢ) in 8 interleaved partial sums (lane l takes i ≡ l mod 8, in order), combined
+/// ((s₀+s₄)+(s₂+s₆))+((s₁+s₅)+(s₃+s₇)), then the tail: a fixed order LLVM can vectorise
+/// (a single running sum is a 128-long chain of dependent adds per row).
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let (chunks, rest) = x.as_chunks::<8>();
+    let mut acc = [0.0f32; 8];
+    for c in chunks {
+        for (s, &v) in acc.iter_mut().zip(c) {
+            *s += f(v);
+        }
+    }
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
+    let tail: f32 = rest.iter().map(|&v| f(v)).sum();
+    (((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))) + tail
+}
+
+/// Σᵢ f(aᵢ, bᵢ, cᵢ) over equal-length slices, in [`lane_sum`]'s order.
+#[inline(always)]
+fn lane_sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    let (cc, rc) = c.as_chunks::<8>();
+    let mut acc = [0.0f32; 8];
+    for ((x, y), z) in ca.iter().zip(cb).zip(cc) {
+        for (((s, &p), &q), &r) in acc.iter_mut().zip(x).zip(y).zip(z) {
+            *s += f(p, q, r);
+        }
+    }
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
+    let tail: f32 = ra
+        .iter()
+        .zip(rb)
+        .zip(rc)
+        .map(|((&p, &q), &r)| f(p, q, r))
+        .sum();
+    (((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))) + tail
 }
 
 /// Backward of an affine LayerNorm: `dy` is dL/dy for y = γ·x̂ + β. Adds dL/dγ and dL/dβ
@@ -244,22 +284,16 @@ fn layer_norm_backward(
         .zip(rstd)
         .zip(dx.chunks_exact_mut(w))
     {
-        let mut s1 = 0.0f32;
-        let mut s2 = 0.0f32;
-        for (((d, x), g), (gg, gb)) in dyr
+        for ((d, x), (gg, gb)) in dyr
             .iter()
             .zip(xh)
-            .zip(gamma)
             .zip(g_gamma.iter_mut().zip(g_beta.iter_mut()))
         {
             *gg += d * x;
             *gb += d;
-            let dxh = d * g;
-            s1 += dxh;
-            s2 += dxh * x;
         }
-        let m1 = s1 * inv_w;
-        let m2 = s2 * inv_w;
+        let m1 = lane_sum3(dyr, gamma, xh, |d, g, _| d * g) * inv_w;
+        let m2 = lane_sum3(dyr, gamma, xh, |d, g, x| d * g * x) * inv_w;
         for (((o, d), x), g) in dxr.iter_mut().zip(dyr).zip(xh).zip(gamma) {
             let v = rs * (d * g - m1 - x * m2);
             if accumulate { *o += v } else { *o = v }

@@ -437,7 +437,9 @@ impl Trainer {
             std::fs::hard_link(path, &tmp)
                 .or_else(|_| std::fs::copy(path, &tmp).map(|_| ()))
                 .and_then(|()| std::fs::rename(&tmp, &prev))
-                .with_context(|| format!("cannot keep the previous checkpoint as {}", prev.display()))?;
+                .with_context(|| {
+                    format!("cannot keep the previous checkpoint as {}", prev.display())
+                })?;
         }
         write_atomic(path, &bytes)
             .with_context(|| format!("cannot write checkpoint {}", path.display()))
