@@ -82,7 +82,7 @@ fn benches(c: &mut Criterion) {
                     black_box(&xs[..2]),
                     &mut out,
                     &mut qscratch,
-                    &mut |_, _, _| {},
+                    &mut |_, _, _| false,
                 )
                 .expect("ok")
             });

@@ -56,7 +56,7 @@ struct Recorder<'a> {
 
 impl Detector for Recorder<'_> {
     fn observe(&mut self, i: usize, x_t: &[f32], _x0_hat: &[f32]) -> Result<(), Error> {
-        if i % self.every == 0 {
+        if i.is_multiple_of(self.every) {
             self.states.t.push(self.schedule.coefs(i)?.model_t);
             self.states.x.extend_from_slice(x_t);
         }
