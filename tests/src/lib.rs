@@ -180,7 +180,8 @@ pub fn agreement(a: &Drawn, b: &Drawn, tol: f32, modes: &[f32], threshold: f32) 
         within += usize::from(diff <= tol);
         flips += usize::from(nearest(modes, d, xa) != nearest(modes, d, xb));
     }
-    let flag = |h: f32| !(h <= threshold);
+    // Flagged: above the threshold, or not finite (NaN compares false).
+    let flag = |h: f32| h > threshold || !h.is_finite();
     let (mut both, mut either) = (0usize, 0usize);
     for (&ha, &hb) in a.hal.iter().zip(&b.hal) {
         both += usize::from(flag(ha) && flag(hb));

@@ -91,7 +91,7 @@ fn gemm_roofline(threads: usize) -> f64 {
                         gemm(
                             1.0,
                             Mat::rows(a, a.len() / k, k),
-                            Mat::rows(&b, k, n),
+                            Mat::rows(b, k, n),
                             0.0,
                             c,
                         );
