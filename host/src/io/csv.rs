@@ -20,7 +20,18 @@ pub struct Csv {
 }
 
 fn check_name(name: &str, c: usize) -> Result<()> {
-    ensure!(!name.trim().is_empty(), "column {c} has an empty name");
+    // A byte-order mark counts as empty: a header made of a second BOM parsed, but its
+    // encoding was then stripped as a BOM and did not parse again (found by fuzzing).
+    ensure!(
+        !name
+            .trim_matches(|ch: char| ch.is_whitespace() || ch == '\u{feff}')
+            .is_empty(),
+        "column {c} has an empty name"
+    );
+    ensure!(
+        !name.starts_with('\u{feff}'),
+        "column {c} name starts with a byte-order mark"
+    );
     ensure!(
         !name.contains([',', '"', '\n', '\r']),
         "column {c} name {name:?} contains a comma, quote or line break"
