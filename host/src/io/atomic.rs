@@ -13,6 +13,27 @@ use anyhow::{Context, Result};
 /// # Errors
 /// Fails if the directory cannot be created or written, naming the path.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, ".tmp", |tmp| {
+        let mut file =
+            File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        file.write_all(bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))
+    })
+}
+
+/// Atomic write for writers that need a path of their own (e.g. an image encoder):
+/// `fill` writes the complete file at the temporary path it is given (same directory,
+/// `.<name>.<pid><suffix>`, so an encoder that picks its format from the extension can be
+/// given e.g. `".tmp.png"`); it is then fsynced and renamed over `path`. On any error the
+/// temporary file is removed and `path` is left as it was.
+///
+/// # Errors
+/// Whatever `fill` returns; a directory that cannot be created or written, naming the path.
+pub fn write_atomic_with(
+    path: &Path,
+    suffix: &str,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -23,16 +44,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?;
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}{suffix}",
         name.to_string_lossy(),
         std::process::id()
     ));
     let result = (|| -> Result<()> {
-        let mut file =
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        file.write_all(bytes)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        file.sync_all()
+        fill(&tmp)?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
             .with_context(|| format!("cannot sync {}", tmp.display()))?;
         fs::rename(&tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))?;
         if let Ok(d) = File::open(dir) {

@@ -20,15 +20,14 @@ pub use roc::roc_curves;
 pub use scatter::scatter_2d;
 pub use scores::score_histograms;
 
-use std::fs::{self, File};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::io::atomic::write_atomic;
+use crate::io::atomic::{write_atomic, write_atomic_with};
 
 /// Figure size in pixels.
 pub const SIZE: (u32, u32) = (900, 700);
@@ -56,35 +55,11 @@ fn render_once<F: Figure>(figure: &F, path: &Path, svg: bool, text: bool) -> Res
         }
         return write_atomic(path, buf.as_bytes());
     }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp.png",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        {
-            let root = BitMapBackend::new(&tmp, SIZE).into_drawing_area();
-            figure.draw(&root, text)?;
-            root.present().map_err(plot_err)?;
-        }
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("cannot sync {}", tmp.display()))?;
-        fs::rename(&tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    write_atomic_with(path, ".tmp.png", |tmp| {
+        let root = BitMapBackend::new(tmp, SIZE).into_drawing_area();
+        figure.draw(&root, text)?;
+        root.present().map_err(plot_err)
+    })
 }
 
 fn render_guarded<F: Figure>(figure: &F, path: &Path, svg: bool, text: bool) -> Result<()> {
