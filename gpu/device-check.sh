@@ -9,8 +9,10 @@
 #        command: bash gpu/device-check.sh run
 #        carry:   ["target/device"]
 #        timeout_s: 420
-#      It runs the GPU tests with MIRAGE_REQUIRE_GPU=1 on the NVIDIA adapter, then the
-#      throughput benchmark (and `mirage bench gpu --json` when the host CLI has it), and
+#      It runs the GPU tests with MIRAGE_REQUIRE_GPU=1 on the NVIDIA adapter (postvar.rs: the
+#      fused posterior variance vs core), then the throughput benchmark, whose JSON carries
+#      `postvar_exact_t0` rows (extra time of the fused exact tr J at t = 0, batches ≤ 10⁵),
+#      (and `mirage bench gpu --json` when the host CLI has it), and
 #      writes $OUT/adapter.txt, $OUT/tests.log, $OUT/bench.json, $OUT/mirage-bench.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -32,7 +32,11 @@ fn main() {
     };
     aligned.copy_from_slice(&bytes);
     let mut out = String::new();
-    let result = run::run(aligned, n, &mut out);
+    let kinds = run::Kinds {
+        f32: true,
+        fixed: true,
+    };
+    let result = run::run(aligned, n, kinds, || None, &mut out);
     print!("{out}");
     if let Err(e) = result {
         fail(&format!("error: {e}"), 1);

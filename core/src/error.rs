@@ -34,12 +34,17 @@ pub enum Error {
     BadCrc,
     /// Model file: a section is not 4-byte aligned in memory or in the file.
     Misaligned,
-    /// Model file: a tensor or table has the wrong shape for the header (the name says which).
+    /// A tensor, table or parameter slice has the wrong shape for its network shape or model
+    /// header (the name says which).
     ShapeMismatch(&'static str),
     /// Model file: a weight or table entry is NaN or infinite (the name says which tensor).
     NonFiniteWeight(&'static str),
-    /// Model file: a header dimension is zero or absurdly large (the name says which).
+    /// A dimension of a network shape or model header is zero or absurdly large (the name says
+    /// which).
     BadDimension(&'static str),
+    /// A schedule table the operation reads is not in the schedule (the model file stores a
+    /// subset of the tables; the name says which).
+    MissingTable(&'static str),
 }
 
 impl fmt::Display for Error {
@@ -58,11 +63,13 @@ impl fmt::Display for Error {
             Self::UnknownKind => f.write_str("unknown model kind in model file"),
             Self::BadCrc => f.write_str("model file CRC-32 mismatch (corrupt file)"),
             Self::Misaligned => f.write_str("model file data not 4-byte aligned"),
-            Self::ShapeMismatch(what) => write!(f, "shape mismatch in model file: {what}"),
+            Self::ShapeMismatch(what) => write!(f, "shape mismatch: {what}"),
             Self::NonFiniteWeight(what) => write!(f, "NaN or infinite weight in tensor {what}"),
-            Self::BadDimension(what) => {
-                write!(f, "zero or oversized dimension in model file: {what}")
-            }
+            Self::BadDimension(what) => write!(f, "zero or oversized dimension: {what}"),
+            Self::MissingTable(what) => write!(
+                f,
+                "{what} is needed but absent (the model file stores a subset of the tables)"
+            ),
         }
     }
 }
@@ -80,10 +87,21 @@ mod tests {
             (Error::NonFiniteWeight("in_fc.weight"), "in_fc.weight"),
             (Error::InvalidParameter("eta"), "eta"),
             (Error::BadDimension("width"), "width"),
+            (Error::MissingTable("schedule table EpsCoef"), "EpsCoef"),
         ];
         for (err, needle) in cases {
             let text = std::format!("{err}");
             assert!(text.contains(needle), "{text:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn shape_errors_do_not_assume_a_model_file() {
+        // MlpShape::validate and Mlp::new also judge CLI flags (`mirage train --width 0`);
+        // model-file context is added where a file is read.
+        for err in [Error::BadDimension("width"), Error::ShapeMismatch("params")] {
+            let text = std::format!("{err}");
+            assert!(!text.contains("model file"), "{text:?}");
         }
     }
 }

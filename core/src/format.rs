@@ -6,6 +6,13 @@
 //! predicts, and the Hal threshold τ calibrated on the host (papers.md §7 D5: "τ is a
 //! constant calibrated on the host and shipped with the weights").
 //!
+//! A file may store only some of the 18 tables (the header's `tables` mask, a [`TableSet`]):
+//! `mirage quantize --tables sampler` keeps the five that the paper's sampler reads
+//! ([`crate::SamplerConfig::tables`]; Hal reads none), 20 KB instead of 72 KB at T = 1000,
+//! which is what lets the int8 2D model fit a 128 KB flash. Mask 0 means all tables, so
+//! files written before the mask existed read as before; the sampler refuses a
+//! configuration that needs an absent table ([`Error::MissingTable`]).
+//!
 //! All integers and floats are little-endian; every section starts 4-byte aligned (the f64
 //! β section 8-byte aligned). [`ModelFile::parse`] borrows the bytes (zero copy: the tables
 //! and weights are `&[f32]` views into the buffer), validates every length, count, code and
@@ -31,9 +38,10 @@
 //! | 56 | 8 | beta_p1 f64 | linear/scaled: β end; otherwise 0 |
 //! | 64 | 4 | hal_threshold f32 | τ; NaN = none calibrated; else finite ≥ 0 |
 //! | 68 | 4 | hal_window u32 | the window K τ was calibrated for; 0 iff τ is NaN |
-//! | 72 | 56 | reserved | 14 u32 words, all 0 in v1 |
+//! | 72 | 4 | tables u32 | which schedule tables are stored: 0 = all 18; otherwise bit k set stores [`Table::ALL`]`[k]` (bits 0..18 only, not all 18 set) |
+//! | 76 | 52 | reserved | 13 u32 words, all 0 in v1 |
 //! | 128 | 8·T | custom β (f64) | only if beta_kind = 4: β_0 … β_{T−1}, each in (0, 1) |
-//! | ↑ | 4·18·T | schedule tables (f32) | [`compute_tables`] layout, table-major, `TABLE_COUNT` × T |
+//! | ↑ | 4·n·T | schedule tables (f32) | the n stored tables of the [`compute_tables`] layout, table-major in table order, T entries each (n = 18 when `tables` is 0) |
 //! | ↑ | kind-specific | weights | kind 1: P f32 in the [`MlpShape::tensors`] layout; kinds 2, 3: [`crate::quant::section`] |
 //! | file_len − 4 | 4 | crc32 u32 | IEEE CRC-32 ([`crate::crc32`]) of bytes 0 .. file_len − 4 |
 //!
@@ -47,12 +55,13 @@
 //! # Validation
 //! Checked, in this order: magic ([`Error::BadMagic`]), version ([`Error::UnsupportedVersion`]),
 //! kind ([`Error::UnknownKind`]), alignment ([`Error::Misaligned`]), header fields (sizes:
-//! [`Error::BadDimension`]; codes, β parameters, τ, reserved words: [`Error::InvalidParameter`]),
-//! file_len against the header ([`Error::ShapeMismatch`]), buffer length ([`Error::Truncated`]),
-//! CRC ([`Error::BadCrc`]), then the sections: every float finite ([`Error::NonFiniteWeight`]
-//! naming the table or tensor), custom β in (0, 1), ModelT = 0, 1, …, T−1 and the other
-//! [`Schedule::from_tables`] checks. Re-deriving the tables from the β parameters is left to
-//! the host (too costly on a microcontroller).
+//! [`Error::BadDimension`]; codes, β parameters, τ, the table mask, reserved words:
+//! [`Error::InvalidParameter`]), file_len against the header ([`Error::ShapeMismatch`]),
+//! buffer length ([`Error::Truncated`]), CRC ([`Error::BadCrc`]), then the sections: every
+//! float finite ([`Error::NonFiniteWeight`] naming the table or tensor), custom β in (0, 1),
+//! ModelT = 0, 1, …, T−1 (when stored) and the other [`Schedule::from_table_subset`] checks.
+//! Re-deriving the tables from the β parameters is left to the host (too costly on a
+//! microcontroller).
 //!
 //! Extending: a new kind adds a [`ModelKind`] variant, its weight-section length in
 //! [`ModelKind::weights_len`] and its parser in [`parse_weights`]; the rest is shared.
@@ -62,7 +71,7 @@ use crate::error::Error;
 use crate::mlp::{Mlp, MlpShape};
 use crate::quant::{QuantKind, QuantMlp, section};
 use crate::sampler::Prediction;
-use crate::schedule::{BetaSchedule, Schedule, Spacing, Table, compute_tables, table_len};
+use crate::schedule::{BetaSchedule, Schedule, Spacing, Table, TableSet, compute_tables};
 
 /// The first eight bytes of every `.mrg` file.
 pub const MAGIC: [u8; 8] = *b"\x89MIRAGE\n";
@@ -87,7 +96,8 @@ const OFF_BETA_P0: usize = 48;
 const OFF_BETA_P1: usize = 56;
 const OFF_HAL_THRESHOLD: usize = 64;
 const OFF_HAL_WINDOW: usize = 68;
-const OFF_RESERVED: usize = 72;
+const OFF_TABLES: usize = 72;
+const OFF_RESERVED: usize = 76;
 const CRC_LEN: usize = 4;
 
 /// What the weight section holds.
@@ -173,6 +183,9 @@ pub struct ModelHeader<'a> {
     pub hal_threshold: f32,
     /// The window K that `hal_threshold` was calibrated for; 0 exactly when τ is NaN.
     pub hal_window: u32,
+    /// The schedule tables the file stores ([`TableSet::ALL`] unless a writer keeps only
+    /// what its sampler reads, e.g. [`crate::SamplerConfig::tables`]); never empty.
+    pub tables: TableSet,
 }
 
 impl<'a> ModelHeader<'a> {
@@ -191,7 +204,13 @@ impl<'a> ModelHeader<'a> {
             prediction,
             hal_threshold: f32::NAN,
             hal_window: 0,
+            tables: TableSet::ALL,
         }
+    }
+
+    /// The same header storing only the schedule tables of `tables`.
+    pub fn with_tables(self, tables: TableSet) -> Self {
+        Self { tables, ..self }
     }
 
     /// The same header carrying the calibrated threshold τ for window K = `window`.
@@ -209,7 +228,7 @@ impl<'a> ModelHeader<'a> {
     /// [`Error::BadDimension`] naming a size out of range (including T);
     /// [`Error::InvalidParameter`] / [`Error::LengthMismatch`] from
     /// [`BetaSchedule::validate`]; [`Error::InvalidParameter`] for a τ that is ±∞ or negative,
-    /// or a `hal_window` that is 0 with τ set (or non-zero without).
+    /// a `hal_window` that is 0 with τ set (or non-zero without), or an empty table set.
     pub fn validate(&self) -> Result<(), Error> {
         self.shape.validate()?;
         if self.train_steps == 0 || self.train_steps > MAX_TRAIN_STEPS {
@@ -225,6 +244,11 @@ impl<'a> ModelHeader<'a> {
         if tau.is_nan() != (self.hal_window == 0) {
             return Err(Error::InvalidParameter(
                 "hal_window must be ≥ 1 exactly when hal_threshold is set",
+            ));
+        }
+        if self.tables.is_empty() {
+            return Err(Error::InvalidParameter(
+                "tables: a file stores at least one schedule table",
             ));
         }
         Ok(())
@@ -260,7 +284,12 @@ impl Layout {
         };
         let too_big = Error::BadDimension("file larger than 4 GiB");
         let beta_bytes = beta_bytes.ok_or(too_big)?;
-        let table_bytes = table_len(t).checked_mul(4).ok_or(too_big)?;
+        let table_bytes = header
+            .tables
+            .len()
+            .checked_mul(t)
+            .and_then(|n| n.checked_mul(4))
+            .ok_or(too_big)?;
         let weight_bytes = header.kind.weights_len(&header.shape);
         let betas = HEADER_LEN..HEADER_LEN.checked_add(beta_bytes).ok_or(too_big)?;
         let tables = betas.end..betas.end.checked_add(table_bytes).ok_or(too_big)?;
@@ -341,7 +370,7 @@ impl<'a> ModelFile<'a> {
         }
         let header = attach_custom_betas(header, section(body, &layout.betas)?)?;
         let tables = cast_f32(section(body, &layout.tables)?)?;
-        let schedule = validate_tables(tables, header.train_steps)?;
+        let schedule = validate_tables(tables, header.train_steps, header.tables)?;
         let weights = parse_weights(&header, section(body, &layout.weights)?)?;
         Ok(Self {
             header,
@@ -356,7 +385,8 @@ impl<'a> ModelFile<'a> {
         &self.header
     }
 
-    /// The full training schedule (T steps, τ_i = i), borrowing the file's tables.
+    /// The full training schedule (T steps, τ_i = i), borrowing the file's tables: all of
+    /// them, or the subset `header().tables` names.
     pub fn schedule(&self) -> Schedule<'a> {
         self.schedule
     }
@@ -397,9 +427,10 @@ impl<'a> ModelFile<'a> {
 }
 
 /// Writes `header`, the full-T `tables` ([`compute_tables`] with [`Spacing::Linspace`],
-/// steps = T) and the weights `params` as a `.mrg` file into `out[..n]`, returning n =
-/// [`encoded_len`]`(header)`. Everything [`ModelFile::parse`] checks is checked first, so
-/// a written file always parses.
+/// steps = T; only the tables of `header.tables`, table-major in table order, as
+/// [`Schedule::data`] holds them) and the weights `params` as a `.mrg` file into `out[..n]`,
+/// returning n = [`encoded_len`]`(header)`. Everything [`ModelFile::parse`] checks is
+/// checked first, so a written file always parses.
 ///
 /// # Errors
 /// As [`ModelHeader::validate`]; [`Error::LengthMismatch`] if `tables` or `params` has the
@@ -445,10 +476,12 @@ fn write_sections(
 ) -> Result<usize, Error> {
     header.validate()?;
     let layout = Layout::of(header)?;
-    if tables.len() != table_len(header.train_steps) {
-        return Err(Error::LengthMismatch("tables vs table_len(train_steps)"));
+    if Some(tables.len()) != header.tables.len().checked_mul(header.train_steps) {
+        return Err(Error::LengthMismatch(
+            "tables vs the header's table count · train_steps",
+        ));
     }
-    validate_tables(tables, header.train_steps)?;
+    validate_tables(tables, header.train_steps, header.tables)?;
     match (header.kind.quant_kind(), weights) {
         (None, WeightsIn::F32(params)) => {
             if params.len() != header.shape.param_count() {
@@ -523,24 +556,30 @@ pub fn parse_weights<'a>(header: &ModelHeader, bytes: &'a [u8]) -> Result<ModelW
     }
 }
 
-/// Checks the full-T tables: every entry finite (naming the table), ModelT = 0, 1, …, T−1,
-/// and the remaining [`Schedule::from_tables`] checks.
-fn validate_tables(tables: &[f32], train_steps: usize) -> Result<Schedule<'_>, Error> {
-    if tables.len() != table_len(train_steps) {
+/// Checks the stored full-T tables of `set`: every entry finite (naming the table),
+/// ModelT = 0, 1, …, T−1 if stored, and the remaining [`Schedule::from_table_subset`] checks.
+fn validate_tables(
+    tables: &[f32],
+    train_steps: usize,
+    set: TableSet,
+) -> Result<Schedule<'_>, Error> {
+    if Some(tables.len()) != set.len().checked_mul(train_steps) {
         return Err(Error::ShapeMismatch("schedule tables vs train_steps"));
     }
-    for (which, table) in Table::ALL.iter().zip(tables.chunks_exact(train_steps)) {
+    let stored = Table::ALL.iter().filter(|&&which| set.contains(which));
+    for (which, table) in stored.zip(tables.chunks_exact(train_steps)) {
         if !table.iter().all(|v| v.is_finite()) {
             return Err(Error::NonFiniteWeight(which.name()));
         }
     }
-    let model_t = tables.get(..train_steps).unwrap_or(&[]);
+    let schedule = Schedule::from_table_subset(tables, train_steps, set)?;
+    let model_t = schedule.table(Table::ModelT);
     if !model_t.iter().enumerate().all(|(i, &t)| t == i as f32) {
         return Err(Error::InvalidParameter(
             "ModelT table must be 0, 1, …, T−1 (full training schedule)",
         ));
     }
-    Schedule::from_tables(tables, train_steps)
+    Ok(schedule)
 }
 
 /// Decodes and validates the header fields (not file_len; custom β attached later).
@@ -584,6 +623,15 @@ fn decode_header(head: &[u8; HEADER_LEN], kind: ModelKind) -> Result<ModelHeader
             ));
         }
     };
+    let tables = match read_u32(head, OFF_TABLES) {
+        0 => TableSet::ALL,
+        bits if bits == TableSet::ALL.bits() => {
+            return Err(Error::InvalidParameter(
+                "tables mask: all 18 tables are written as 0",
+            ));
+        }
+        bits => TableSet::from_bits(bits)?,
+    };
     let reserved = head.get(OFF_RESERVED..).unwrap_or(&[]);
     if reserved.iter().any(|&b| b != 0) {
         return Err(Error::InvalidParameter(
@@ -598,6 +646,7 @@ fn decode_header(head: &[u8; HEADER_LEN], kind: ModelKind) -> Result<ModelHeader
         prediction,
         hal_threshold: f32::from_bits(read_u32(head, OFF_HAL_THRESHOLD)),
         hal_window: read_u32(head, OFF_HAL_WINDOW),
+        tables,
     };
     if !matches!(beta, BetaSchedule::Custom(_)) {
         header.validate()?;
@@ -650,6 +699,12 @@ fn encode_header(header: &ModelHeader, file_len: usize, head: &mut [u8; HEADER_L
     put(head, OFF_BETA_P1, &p1.to_le_bytes());
     put(head, OFF_HAL_THRESHOLD, &header.hal_threshold.to_le_bytes());
     put(head, OFF_HAL_WINDOW, &header.hal_window.to_le_bytes());
+    let tables = if header.tables == TableSet::ALL {
+        0
+    } else {
+        header.tables.bits()
+    };
+    put(head, OFF_TABLES, &tables.to_le_bytes());
 }
 
 /// Copies `bytes` into `head` at `offset` (offsets are constants inside the header).
@@ -686,7 +741,7 @@ fn write_f32s(out: &mut [u8], values: &[f32]) {
 }
 
 /// The full-T tables a model file stores: [`compute_tables`] with [`Spacing::Linspace`] and
-/// steps = T (τ_i = i), into `out` (length [`table_len`]`(train_steps)`).
+/// steps = T (τ_i = i), into `out` (length [`crate::schedule::table_len`]`(train_steps)`).
 ///
 /// # Errors
 /// As [`compute_tables`].
@@ -698,6 +753,7 @@ pub fn full_tables(beta: &BetaSchedule, train_steps: usize, out: &mut [f32]) -> 
 mod tests {
     use super::*;
     use crate::denoiser::Denoiser;
+    use crate::schedule::table_len;
     use std::vec;
     use std::vec::Vec;
 
@@ -806,6 +862,7 @@ mod tests {
         assert_eq!(a.prediction, b.prediction);
         assert_eq!(a.hal_threshold.to_bits(), b.hal_threshold.to_bits());
         assert_eq!(a.hal_window, b.hal_window);
+        assert_eq!(a.tables, b.tables);
     }
 
     #[test]
@@ -883,6 +940,204 @@ mod tests {
                 &m.header,
             );
         }
+    }
+
+    /// The tables of `set` out of the full buffer `tables` (T entries each), in table order.
+    fn subset_of(tables: &[f32], train_steps: usize, set: TableSet) -> Vec<f32> {
+        Table::ALL
+            .iter()
+            .zip(tables.chunks_exact(train_steps))
+            .filter(|(which, _)| set.contains(**which))
+            .flat_map(|(_, table)| table.iter().copied())
+            .collect()
+    }
+
+    /// `m` rewritten to store only the tables of `set`.
+    fn with_subset(m: &Model, set: TableSet) -> Model {
+        Model {
+            header: m.header.with_tables(set),
+            tables: subset_of(&m.tables, m.header.train_steps, set),
+            params: m.params.clone(),
+        }
+    }
+
+    /// The paper sampler's tables (five; τ_i = i is implied in a file).
+    fn sampler_set() -> TableSet {
+        crate::SamplerConfig::PAPER.tables()
+    }
+
+    #[test]
+    fn table_subset_round_trips() {
+        let full = model(MlpShape::PAPER_2D, 1000, BetaSchedule::PAPER, 3);
+        let cases = [
+            sampler_set(),
+            sampler_set().with(Table::ModelT),
+            TableSet::of(&[Table::OneMinusAlphaBarPrev]),
+            TableSet::of(&[Table::ModelT]),
+        ];
+        for set in cases {
+            let m = with_subset(&full, set);
+            let file = encode(&m);
+            // 128 header + 4·n·T tables + 4·P weights + 4 CRC.
+            assert_eq!(
+                file.bytes().len(),
+                128 + 4 * set.len() * 1000 + 4 * m.params.len() + 4
+            );
+            assert_eq!(
+                u32::from_le_bytes(file.bytes()[OFF_TABLES..][..4].try_into().unwrap()),
+                set.bits()
+            );
+            let parsed = ModelFile::parse(file.bytes()).unwrap();
+            same_header(parsed.header(), &m.header);
+            let schedule = parsed.schedule();
+            assert_eq!(schedule.tables(), set);
+            for (k, which) in Table::ALL.into_iter().enumerate() {
+                let want: &[f32] = if set.contains(which) {
+                    &full.tables[k * 1000..][..1000]
+                } else {
+                    &[]
+                };
+                let got = schedule.table(which);
+                assert_eq!(got.len(), want.len(), "{which:?}");
+                assert!(
+                    got.iter()
+                        .zip(want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+                );
+            }
+            // τ_i = i whether or not ModelT is stored.
+            for i in [0, 1, 500, 999] {
+                assert_eq!(schedule.coefs(i).unwrap().model_t, i as u32);
+            }
+            // Re-encoding the parsed file gives the same bytes.
+            let mut again = vec![0u8; file.bytes().len()];
+            write_model(&m.header, schedule.data(), &m.params, &mut again).unwrap();
+            assert_eq!(again, file.bytes());
+        }
+        // The full set is stored as mask 0, byte for byte the file written before the mask.
+        let file = encode(&full);
+        assert_eq!(&file.bytes()[OFF_TABLES..][..4], &[0; 4]);
+        assert_eq!(
+            ModelFile::parse(file.bytes()).unwrap().schedule().tables(),
+            TableSet::ALL
+        );
+    }
+
+    #[test]
+    fn paper_sampler_subset_size() {
+        let header = ModelHeader::new(
+            MlpShape::PAPER_2D,
+            1000,
+            BetaSchedule::PAPER,
+            Prediction::Epsilon,
+        )
+        .with_tables(sampler_set());
+        assert_eq!(sampler_set().len(), 5);
+        assert_eq!(encoded_len(&header).unwrap(), 128 + 20_000 + 268_296 + 4);
+    }
+
+    #[test]
+    fn subset_and_full_files_sample_identical_trajectories() {
+        use crate::detector::HalSingle;
+        use crate::sampler::{Method, SamplerConfig, Variance};
+        use crate::trajectory::{sample_trajectory, trajectory_scratch_len};
+        let full = model(SMALL, 1000, BetaSchedule::PAPER, 9);
+        let (full_file, subset_file) = (encode(&full), encode(&with_subset(&full, sampler_set())));
+        let run = |bytes: &[u8], cfg: &SamplerConfig, sample: u32| {
+            let file = ModelFile::parse(bytes).unwrap();
+            let mlp = file.mlp().unwrap();
+            let mut scratch = vec![0.0f32; trajectory_scratch_len(mlp.scratch_len(), 2)];
+            let mut hal = HalSingle::<2>::new(10).unwrap();
+            let (mut x, mut x0) = ([0.0f32; 2], [0.0f32; 2]);
+            sample_trajectory(
+                &mlp,
+                &file.schedule(),
+                cfg,
+                42,
+                sample,
+                &mut x,
+                &mut x0,
+                &mut hal,
+                &mut scratch,
+            )?;
+            let bits = |v: [f32; 2]| v.map(f32::to_bits);
+            Ok::<_, Error>((bits(x), bits(x0), hal.score()?.to_bits()))
+        };
+        for sample in 0..4 {
+            let a = run(full_file.bytes(), &SamplerConfig::PAPER, sample).unwrap();
+            let b = run(subset_file.bytes(), &SamplerConfig::PAPER, sample).unwrap();
+            assert_eq!(a, b, "sample {sample}");
+        }
+        // A sampler that reads a table the subset lacks is refused, naming the table.
+        let small_variance = SamplerConfig {
+            method: Method::Ddpm(Variance::FixedSmall),
+            ..SamplerConfig::PAPER
+        };
+        assert!(run(full_file.bytes(), &small_variance, 0).is_ok());
+        assert_eq!(
+            run(subset_file.bytes(), &small_variance, 0),
+            Err(Error::MissingTable(Table::SigmaSmall.name()))
+        );
+    }
+
+    #[test]
+    fn table_mask_corruption_is_rejected() {
+        let (full, _) = small();
+        let m = with_subset(&full, sampler_set());
+        let file = encode(&m);
+        // A mask naming other tables of the same count, without a matching CRC (bit 7,
+        // InvSqrtAlphaBar, swapped for bit 6); one naming more tables fails on file_len first.
+        let mut bad = Aligned::from_bytes(file.bytes());
+        bad.bytes_mut()[OFF_TABLES] ^= 0xC0;
+        assert_eq!(ModelFile::parse(bad.bytes()).unwrap_err(), Error::BadCrc);
+        let mut bad = Aligned::from_bytes(file.bytes());
+        bad.bytes_mut()[OFF_TABLES] ^= 0x04;
+        assert!(matches!(
+            ModelFile::parse(bad.bytes()).unwrap_err(),
+            Error::ShapeMismatch(_)
+        ));
+        // With the CRC repaired: a mask of another size no longer fits file_len; unknown
+        // table bits and the non-canonical all-tables mask are invalid.
+        for (bits, shape) in [
+            (sampler_set().with(Table::Beta).bits(), true),
+            (TableSet::of(&[Table::EpsCoef]).bits(), true),
+            (1 << 18, false),
+            (0x8000_0000 | sampler_set().bits(), false),
+            (TableSet::ALL.bits(), false),
+        ] {
+            let mut bad = Aligned::from_bytes(file.bytes());
+            set_u32(bad.bytes_mut(), OFF_TABLES, bits);
+            fix_crc(bad.bytes_mut());
+            let err = ModelFile::parse(bad.bytes()).unwrap_err();
+            if shape {
+                assert!(matches!(err, Error::ShapeMismatch(_)), "{bits:#x}: {err:?}");
+            } else {
+                assert!(
+                    matches!(err, Error::InvalidParameter(_)),
+                    "{bits:#x}: {err:?}"
+                );
+            }
+        }
+        // A NaN in a stored table names that table.
+        let mut bad = Aligned::from_bytes(file.bytes());
+        let at = HEADER_LEN + 4 * (sampler_set().rank(Table::EpsCoef) * 20 + 3);
+        bad.bytes_mut()[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        fix_crc(bad.bytes_mut());
+        assert_eq!(
+            ModelFile::parse(bad.bytes()).unwrap_err(),
+            Error::NonFiniteWeight(Table::EpsCoef.name())
+        );
+        // The writer: tables of the wrong count, and an empty set.
+        let mut out = vec![0u8; file.bytes().len()];
+        assert!(matches!(
+            write_model(&m.header, &full.tables, &m.params, &mut out),
+            Err(Error::LengthMismatch(_))
+        ));
+        let empty = m.header.with_tables(TableSet::EMPTY);
+        assert!(matches!(
+            encoded_len(&empty),
+            Err(Error::InvalidParameter(_))
+        ));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::denoiser::{Denoiser, check_lengths};
 use crate::error::Error;
 use crate::math;
 use crate::sampler::Prediction;
-use crate::schedule::{Schedule, Table};
+use crate::schedule::{Schedule, Table, TableSet};
 
 /// Most mixture components an [`ExactGmm`] accepts (its per-call state lives on the stack).
 pub const MAX_COMPONENTS: usize = 256;
@@ -57,7 +57,8 @@ impl<'a> ExactGmm<'a> {
     /// [`Error::InvalidParameter`]`("dim")` if `dim == 0`; [`Error::CapacityExceeded`] if
     /// K > [`MAX_COMPONENTS`]; [`Error::InvalidParameter`] for no components, a negative or
     /// non-finite weight or σ, or weights summing to 0; [`Error::LengthMismatch`] for `means`
-    /// or `stds` of the wrong length; [`Error::NonFinite`]`("means")`.
+    /// or `stds` of the wrong length; [`Error::NonFinite`]`("means")`; [`Error::MissingTable`]
+    /// if the schedule lacks `ModelT`, √ᾱ, √(1−ᾱ) or 1 − ᾱ.
     pub fn new(
         dim: usize,
         means: &'a [f32],
@@ -69,6 +70,12 @@ impl<'a> ExactGmm<'a> {
         if dim == 0 {
             return Err(Error::InvalidParameter("dim"));
         }
+        schedule.require(TableSet::of(&[
+            Table::ModelT,
+            Table::SqrtAlphaBar,
+            Table::SqrtOneMinusAlphaBar,
+            Table::OneMinusAlphaBar,
+        ]))?;
         let k = weights.len();
         if k > MAX_COMPONENTS {
             return Err(Error::CapacityExceeded(
@@ -473,6 +480,30 @@ mod tests {
         let mut out = vec![0.0f32; x.len()];
         g.predict(t, x, &mut out, &mut []).unwrap();
         out
+    }
+
+    #[test]
+    fn schedule_without_its_tables_is_refused() {
+        let mix = mix2d();
+        let buf = paper_tables();
+        let full = Schedule::from_tables(&buf, T).unwrap();
+        // A model file's sampler subset has neither ModelT nor √ᾱ.
+        let set = crate::SamplerConfig::PAPER.tables();
+        let data: Vec<f32> = Table::ALL
+            .iter()
+            .filter(|&&t| set.contains(t))
+            .flat_map(|&t| full.table(t).iter().copied())
+            .collect();
+        let subset = Schedule::from_table_subset(&data, T, set).unwrap();
+        let err = ExactGmm::new(
+            2,
+            &mix.means,
+            &mix.stds,
+            &mix.weights,
+            subset,
+            Prediction::Sample,
+        );
+        assert_eq!(err.err(), Some(Error::MissingTable(Table::ModelT.name())));
     }
 
     #[test]

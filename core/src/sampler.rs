@@ -20,7 +20,7 @@
 //! is skipped, so such a step is bit-identical to one without ES.
 
 use crate::error::Error;
-use crate::schedule::{Schedule, StepCoefs};
+use crate::schedule::{Schedule, StepCoefs, Table, TableSet};
 
 /// What the network predicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +154,54 @@ impl SamplerConfig {
         Ok(lambda)
     }
 
+    /// The schedule tables [`step`] reads for this configuration (never `ModelT`, which
+    /// only the trajectory reads): x̂0 from ε (1/√ᾱ, √(1/ᾱ − 1)) or from x0/v (√ᾱ, √(1−ᾱ),
+    /// plus √(1/ᾱ − 1) under Epsilon Scaling), √ᾱ and √(1−ᾱ) when clipping, the mean's pair
+    /// (ε-form: 1/√α, β/√(1−ᾱ); clipped DDPM: c1, c2; DDIM: √ᾱ_prev, 1 − ᾱ_prev) and σ's
+    /// table (√β, √β̃; none for DDIM with η = 0). The paper's sampler reads five tables.
+    pub fn tables(&self) -> TableSet {
+        let x0 = match self.prediction {
+            Prediction::Epsilon => {
+                TableSet::of(&[Table::InvSqrtAlphaBar, Table::SqrtRecipAlphaBarMinusOne])
+            }
+            Prediction::Sample | Prediction::Velocity => {
+                TableSet::of(&[Table::SqrtAlphaBar, Table::SqrtOneMinusAlphaBar])
+            }
+        };
+        let scaling = match self.eps_scaling {
+            EpsilonScaling::Off => TableSet::EMPTY,
+            EpsilonScaling::Constant(_) | EpsilonScaling::Linear { .. } => {
+                TableSet::of(&[Table::SqrtRecipAlphaBarMinusOne])
+            }
+        };
+        let clip = match self.clip {
+            Clip::None => TableSet::EMPTY,
+            Clip::Symmetric(_) => TableSet::of(&[Table::SqrtAlphaBar, Table::SqrtOneMinusAlphaBar]),
+        };
+        let (mean, sigma) = match self.method {
+            Method::Ddpm(variance) => {
+                let mean = match self.clip {
+                    Clip::None => TableSet::of(&[Table::InvSqrtAlpha, Table::EpsCoef]),
+                    Clip::Symmetric(_) => TableSet::of(&[Table::PosteriorC1, Table::PosteriorC2]),
+                };
+                let sigma = match variance {
+                    Variance::FixedLarge => Table::SigmaLarge,
+                    Variance::FixedSmall => Table::SigmaSmall,
+                };
+                (mean, TableSet::of(&[sigma]))
+            }
+            Method::Ddim { eta } => (
+                TableSet::of(&[Table::SqrtAlphaBarPrev, Table::OneMinusAlphaBarPrev]),
+                if eta == 0.0 {
+                    TableSet::EMPTY
+                } else {
+                    TableSet::of(&[Table::SigmaSmall])
+                },
+            ),
+        };
+        x0.union(scaling).union(clip).union(mean).union(sigma)
+    }
+
     /// Whether step `i` adds noise, i.e. needs a non-empty `noise` slice in [`step`]:
     /// every step but the last (i = 0), except for deterministic DDIM (η = 0).
     pub fn needs_noise(&self, i: usize) -> bool {
@@ -179,7 +227,8 @@ fn check_lambda(lambda: f32) -> Result<(), Error> {
 /// there, it is ignored.
 ///
 /// # Errors
-/// As [`SamplerConfig::validate`] and [`SamplerConfig::lambda`]; [`Error::StepOutOfRange`] if
+/// As [`SamplerConfig::validate`] and [`SamplerConfig::lambda`]; [`Error::MissingTable`] if
+/// the schedule lacks one of [`SamplerConfig::tables`]; [`Error::StepOutOfRange`] if
 /// `i ≥ schedule.steps()`; [`Error::LengthMismatch`] naming the slice whose length differs
 /// from `x_t` (or `noise` empty where noise is needed).
 #[allow(clippy::too_many_arguments)]
@@ -194,6 +243,7 @@ pub fn step(
     x0_hat: &mut [f32],
 ) -> Result<(), Error> {
     cfg.validate()?;
+    schedule.require(cfg.tables())?;
     let lambda = cfg.lambda(i)?;
     let c = schedule.coefs(i)?;
     let n = x_t.len();
@@ -219,10 +269,15 @@ pub fn step(
     };
     let sigma = if add_noise { sigma } else { 0.0 };
     // DDIM's direction coefficient √max(0, 1 − ᾱ_prev − σ²), once per step in f64.
-    let sigma_f64 = f64::from(sigma);
-    let ddim_dir = crate::math::sqrt_f64(
-        (f64::from(c.one_minus_alpha_bar_prev) - sigma_f64 * sigma_f64).max(0.0),
-    ) as f32;
+    let ddim_dir = match cfg.method {
+        Method::Ddim { .. } => {
+            let sigma_f64 = f64::from(sigma);
+            crate::math::sqrt_f64(
+                (f64::from(c.one_minus_alpha_bar_prev) - sigma_f64 * sigma_f64).max(0.0),
+            ) as f32
+        }
+        Method::Ddpm(_) => 0.0,
+    };
     let radius = match cfg.clip {
         Clip::None => None,
         Clip::Symmetric(radius) => Some(radius),
@@ -834,5 +889,101 @@ mod tests {
         let second = run(&p, &s, 4, &xs[2..], &outs[2..], &zs[2..]);
         assert_eq!(batch.0, [first.0, second.0].concat());
         assert_eq!(batch.1, [first.1, second.1].concat());
+    }
+
+    /// `data` (all tables, `steps` each) cut down to the tables of `set`.
+    fn subset(data: &[f32], steps: usize, set: TableSet) -> Vec<f32> {
+        Table::ALL
+            .iter()
+            .zip(data.chunks_exact(steps))
+            .filter(|(which, _)| set.contains(**which))
+            .flat_map(|(_, table)| table.iter().copied())
+            .collect()
+    }
+
+    #[test]
+    fn step_reads_exactly_the_tables_it_names() {
+        let n = 20;
+        let data = tables(&BetaSchedule::COSINE, &Spacing::Trailing, n);
+        let full = Schedule::from_tables(&data, n).unwrap();
+        let methods = [
+            Method::Ddpm(Variance::FixedLarge),
+            Method::Ddpm(Variance::FixedSmall),
+            Method::Ddim { eta: 0.0 },
+            Method::Ddim { eta: 0.5 },
+        ];
+        let predictions = [
+            Prediction::Epsilon,
+            Prediction::Sample,
+            Prediction::Velocity,
+        ];
+        let clips = [Clip::None, Clip::Symmetric(0.8)];
+        let scalings = [
+            EpsilonScaling::Off,
+            EpsilonScaling::Constant(1.004),
+            EpsilonScaling::Linear { k: 1e-3, b: 1.0 },
+        ];
+        let (x, out, z) = (
+            [0.9f32, -1.7, 0.2],
+            [0.4f32, 1.1, -2.3],
+            [0.6f32, -0.2, 1.4],
+        );
+        let mut configs = 0;
+        for method in methods {
+            for prediction in predictions {
+                for clip in clips {
+                    for eps_scaling in scalings {
+                        let c = SamplerConfig {
+                            method,
+                            prediction,
+                            clip,
+                            eps_scaling,
+                        };
+                        let needed = c.tables();
+                        let sub_data = subset(&data, n, needed);
+                        let sub = Schedule::from_table_subset(&sub_data, n, needed).unwrap();
+                        // Absent tables read as NaN, so any unnamed read would show here.
+                        for i in [0, 1, 7, n - 1] {
+                            let noise: &[f32] = if c.needs_noise(i) { &z } else { &[] };
+                            let want = run(&c, &full, i, &x, &out, noise);
+                            let got = run(&c, &sub, i, &x, &out, noise);
+                            let bits =
+                                |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(bits(&got.0), bits(&want.0), "{c:?} step {i}");
+                            assert_eq!(bits(&got.1), bits(&want.1), "{c:?} step {i}");
+                        }
+                        // Dropping any named table is refused with that table's name.
+                        for which in Table::ALL.into_iter().filter(|&t| needed.contains(t)) {
+                            let fewer =
+                                TableSet::from_bits(needed.bits() & !(1 << which as u32)).unwrap();
+                            if fewer.is_empty() {
+                                continue;
+                            }
+                            let fewer_data = subset(&data, n, fewer);
+                            let s = Schedule::from_table_subset(&fewer_data, n, fewer).unwrap();
+                            let (mut a, mut b) = (vec![0.0; 3], vec![0.0; 3]);
+                            assert_eq!(
+                                step(&c, &s, 1, &x, &out, &z, &mut a, &mut b),
+                                Err(Error::MissingTable(which.name())),
+                                "{c:?} without {which:?}"
+                            );
+                        }
+                        configs += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(configs, 72);
+        // The paper's sampler reads five tables.
+        assert_eq!(
+            SamplerConfig::PAPER.tables(),
+            TableSet::of(&[
+                Table::InvSqrtAlphaBar,
+                Table::SqrtRecipAlphaBarMinusOne,
+                Table::InvSqrtAlpha,
+                Table::EpsCoef,
+                Table::SigmaLarge,
+            ])
+        );
     }
 }

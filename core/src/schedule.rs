@@ -28,6 +28,9 @@
 use crate::error::Error;
 use crate::math::sqrt_f64;
 
+mod table_set;
+pub use table_set::TableSet;
+
 /// A β schedule over the T training steps.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum BetaSchedule<'a> {
@@ -532,30 +535,61 @@ pub struct StepCoefs {
 }
 
 /// A validated, borrowed view of the f32 tables of `steps` steps (as written by
-/// [`compute_tables`] or read from a model file).
+/// [`compute_tables`] or read from a model file): all [`TABLE_COUNT`] tables, or a
+/// [`TableSet`] of them stored back to back in table order.
+///
+/// A schedule without `ModelT` covers the full training schedule, τ_i = i (a model file's
+/// tables always do); every other absent table reads as empty ([`Schedule::table`]) or NaN
+/// ([`Schedule::coefs`]), and [`Schedule::require`] turns its absence into
+/// [`Error::MissingTable`] for callers that read it.
 #[derive(Clone, Copy, Debug)]
 pub struct Schedule<'a> {
     steps: usize,
+    tables: TableSet,
     data: &'a [f32],
 }
 
 impl<'a> Schedule<'a> {
-    /// Wraps `data` (table-major, length [`table_len`]`(steps)`).
+    /// Wraps `data` (all tables, table-major, length [`table_len`]`(steps)`).
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] if `steps` is 0 or `ModelT` is not integral, strictly
-    /// increasing and below 2²⁴; [`Error::LengthMismatch`] if the length is wrong;
-    /// [`Error::NonFinite`] (naming the table) if an entry is NaN or infinite, or if a table
-    /// that divides or scales (`Beta`, `Alpha`, `SqrtOneMinusAlphaBar`, `InvSqrtAlphaBar`,
-    /// `InvSqrtAlpha`) is not positive.
+    /// As [`Schedule::from_table_subset`] with [`TableSet::ALL`].
     pub fn from_tables(data: &'a [f32], steps: usize) -> Result<Self, Error> {
+        Self::from_table_subset(data, steps, TableSet::ALL)
+    }
+
+    /// Wraps `data`: the tables of `tables`, table-major in storage order, `steps` entries
+    /// each (length `tables.len() · steps`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `steps` is 0, `tables` is empty, `ModelT` is present
+    /// and not integral, strictly increasing and below 2²⁴, or absent with `steps` ≥ 2²⁴;
+    /// [`Error::LengthMismatch`] if the length is wrong; [`Error::NonFinite`] (naming the
+    /// table) if an entry is NaN or infinite, or if a table that divides or scales (`Beta`,
+    /// `Alpha`, `SqrtOneMinusAlphaBar`, `InvSqrtAlphaBar`, `InvSqrtAlpha`) is not positive.
+    pub fn from_table_subset(
+        data: &'a [f32],
+        steps: usize,
+        tables: TableSet,
+    ) -> Result<Self, Error> {
         if steps == 0 {
             return Err(Error::InvalidParameter("schedule steps must be at least 1"));
         }
-        if data.len() != table_len(steps) {
-            return Err(Error::LengthMismatch("schedule tables vs table_len(steps)"));
+        if tables.is_empty() {
+            return Err(Error::InvalidParameter(
+                "schedule must hold at least one table",
+            ));
         }
-        let schedule = Self { steps, data };
+        if data.len() != tables.len().saturating_mul(steps) {
+            return Err(Error::LengthMismatch(
+                "schedule tables vs table count · steps",
+            ));
+        }
+        let schedule = Self {
+            steps,
+            tables,
+            data,
+        };
         for which in Table::ALL {
             let table = schedule.table(which);
             if !table.iter().all(|v| v.is_finite()) {
@@ -569,7 +603,8 @@ impl<'a> Schedule<'a> {
         let integral = model_t
             .iter()
             .all(|&t| t >= 0.0 && t < MAX_TRAIN_STEPS as f32 && libm::truncf(t) == t);
-        if !integral || model_t.windows(2).any(|w| w.first() >= w.get(1)) {
+        let implicit_ok = tables.contains(Table::ModelT) || steps <= MAX_TRAIN_STEPS;
+        if !integral || !implicit_ok || model_t.windows(2).any(|w| w.first() >= w.get(1)) {
             return Err(Error::InvalidParameter(
                 "schedule ModelT must hold increasing integer timesteps below 2^24",
             ));
@@ -582,19 +617,36 @@ impl<'a> Schedule<'a> {
         self.steps
     }
 
-    /// The whole flat buffer (table-major).
+    /// Which tables the schedule holds.
+    pub fn tables(&self) -> TableSet {
+        self.tables
+    }
+
+    /// The whole flat buffer (table-major, the present tables only).
     pub fn data(&self) -> &'a [f32] {
         self.data
     }
 
-    /// One table, `steps` entries long.
+    /// One table, `steps` entries long; empty if the schedule does not hold it.
     pub fn table(&self, which: Table) -> &'a [f32] {
-        let start = which as usize * self.steps;
-        // The length was validated in `from_tables`, so the range is always present.
+        if !self.tables.contains(which) {
+            return &[];
+        }
+        let start = self.tables.rank(which) * self.steps;
+        // The length was validated in `from_table_subset`, so the range is always present.
         self.data.get(start..start + self.steps).unwrap_or(&[])
     }
 
-    /// The coefficients of step `i` (0 = last reverse step).
+    /// Checks that every table of `needed` is present.
+    ///
+    /// # Errors
+    /// [`Error::MissingTable`] naming the first absent one.
+    pub fn require(&self, needed: TableSet) -> Result<(), Error> {
+        self.tables.require(needed)
+    }
+
+    /// The coefficients of step `i` (0 = last reverse step). A field whose table is absent
+    /// is NaN (callers check [`Schedule::require`] first); without `ModelT`, τ_i = i.
     ///
     /// # Errors
     /// [`Error::StepOutOfRange`] if `i ≥ steps`.
@@ -603,8 +655,13 @@ impl<'a> Schedule<'a> {
             return Err(Error::StepOutOfRange);
         }
         let at = |which: Table| self.table(which).get(i).copied().unwrap_or(f32::NAN);
+        let model_t = if self.tables.contains(Table::ModelT) {
+            at(Table::ModelT) as u32
+        } else {
+            i as u32
+        };
         Ok(StepCoefs {
-            model_t: at(Table::ModelT) as u32,
+            model_t,
             beta: at(Table::Beta),
             alpha: at(Table::Alpha),
             alpha_bar: at(Table::AlphaBar),
@@ -1196,5 +1253,67 @@ mod tests {
                 "ModelT[{i}] = {value}"
             );
         }
+    }
+
+    #[test]
+    fn table_subset_view() {
+        let n = 30;
+        let data = tables(&BetaSchedule::PAPER, 1000, &Spacing::Leading, n);
+        let full = Schedule::from_tables(&data, n).unwrap();
+        let set = TableSet::of(&[Table::ModelT, Table::AlphaBar, Table::SigmaLarge]);
+        let packed: Vec<f32> = [Table::ModelT, Table::AlphaBar, Table::SigmaLarge]
+            .iter()
+            .flat_map(|&t| full.table(t).iter().copied())
+            .collect();
+        let sub = Schedule::from_table_subset(&packed, n, set).unwrap();
+        assert_eq!(
+            (sub.steps(), sub.tables(), sub.data()),
+            (n, set, &packed[..])
+        );
+        for which in Table::ALL {
+            let want: &[f32] = if set.contains(which) {
+                full.table(which)
+            } else {
+                &[]
+            };
+            assert_eq!(sub.table(which), want, "{which:?}");
+        }
+        let (c, want) = (sub.coefs(11).unwrap(), full.coefs(11).unwrap());
+        assert_eq!(
+            (c.model_t, c.alpha_bar, c.sigma_large),
+            (want.model_t, want.alpha_bar, want.sigma_large)
+        );
+        assert!(c.beta.is_nan() && c.eps_coef.is_nan() && c.one_minus_alpha_bar_prev.is_nan());
+        assert_eq!(sub.require(TableSet::of(&[Table::AlphaBar])), Ok(()));
+        assert_eq!(
+            sub.require(TableSet::of(&[Table::SigmaSmall, Table::AlphaBar])),
+            Err(Error::MissingTable(Table::SigmaSmall.name()))
+        );
+        // Without ModelT the schedule is the full training one: τ_i = i.
+        let no_t = TableSet::of(&[Table::SigmaLarge]);
+        let sub = Schedule::from_table_subset(full.table(Table::SigmaLarge), n, no_t).unwrap();
+        assert_eq!(sub.coefs(11).unwrap().model_t, 11);
+        assert_eq!(sub.coefs(n), Err(Error::StepOutOfRange));
+        // Validation covers the present tables only, naming the bad one.
+        assert!(matches!(
+            Schedule::from_table_subset(&packed[1..], n, set),
+            Err(Error::LengthMismatch(_))
+        ));
+        assert!(matches!(
+            Schedule::from_table_subset(&[], n, TableSet::EMPTY),
+            Err(Error::InvalidParameter(_))
+        ));
+        let mut bad = packed.clone();
+        bad[2 * n + 4] = f32::INFINITY;
+        assert_eq!(
+            Schedule::from_table_subset(&bad, n, set).unwrap_err(),
+            Error::NonFinite(Table::SigmaLarge.name())
+        );
+        let mut bad = packed.clone();
+        bad[3] = bad[2];
+        assert!(matches!(
+            Schedule::from_table_subset(&bad, n, set),
+            Err(Error::InvalidParameter(_))
+        ));
     }
 }

@@ -2,11 +2,17 @@
 //! sampling throughput of a paper-sized 2D model (random weights; x̂0 clipped to ±3 so the
 //! untrained network stays finite — the cost per step is that of the paper's sampler), as one
 //! JSON object on stdout. Used by `gpu/device-check.sh` when the host CLI is not available.
+//! `postvar` rows: the extra time of the fused posterior variance (exact trace at t = 0, d = 2
+//! tangent passes per sample) at each batch size up to 10⁵, fastest of 3 alternating calls each.
 
+use mirage_core::detector::PostVarConfig;
 use mirage_core::mlp::{Mlp, MlpShape};
 use mirage_core::sampler::{Clip, SamplerConfig};
 use mirage_core::schedule::{BetaSchedule, Schedule, Spacing, compute_tables, table_len};
 use mirage_gpu::{GpuContext, GpuSampler, bench};
+
+/// Largest batch of the postvar rows (8 more trajectories per batch; keeps the device run short).
+const POSTVAR_MAX_BATCH: usize = 100_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<usize> = std::env::args()
@@ -46,6 +52,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ctx = GpuContext::new()?;
     let sampler = GpuSampler::new(&ctx, &mlp, &schedule, &cfg, 10)?;
     let points = bench::run(&sampler, &batches)?;
+    let fused =
+        GpuSampler::new(&ctx, &mlp, &schedule, &cfg, 10)?.with_postvar(PostVarConfig::EXACT)?;
+    let postvar: Vec<String> = batches
+        .iter()
+        .filter(|&&b| b <= POSTVAR_MAX_BATCH)
+        .map(|&b| {
+            let o = bench::postvar_overhead(&sampler, &fused, b, 3)?;
+            Ok(format!(
+                "{{\"batch\":{},\"plain_seconds\":{:.6},\"fused_seconds\":{:.6},\"overhead\":{:.6},\"extra_passes\":{}}}",
+                o.batch, o.plain_seconds, o.fused_seconds, o.overhead, o.extra_passes
+            ))
+        })
+        .collect::<Result<_, mirage_gpu::GpuError>>()?;
     let rows: Vec<String> = points
         .iter()
         .map(|p| {
@@ -56,11 +75,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     println!(
-        "{{\"adapter\":{:?},\"flop_per_sample_step\":{},\"max_chunk\":{},\"points\":[{}]}}",
+        "{{\"adapter\":{:?},\"flop_per_sample_step\":{},\"max_chunk\":{},\"points\":[{}],\"postvar_exact_t0\":[{}]}}",
         ctx.describe(),
         bench::flop_per_sample_step(shape),
         sampler.max_chunk(),
-        rows.join(",")
+        rows.join(","),
+        postvar.join(",")
     );
     Ok(())
 }

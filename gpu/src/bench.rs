@@ -2,7 +2,7 @@
 //!
 //! FLOP per sample and step: the x path, 2·(D·W + 2·blocks·W² + W·D) (the time branch is
 //! computed once per step on the CPU and not counted), as in design.md §5 (197,632 for the
-//! paper's 2D model).
+//! paper's 2D model). [`postvar_overhead`]: the extra time of the fused posterior variance.
 
 use std::time::Instant;
 
@@ -59,4 +59,66 @@ pub fn run(sampler: &GpuSampler, batches: &[usize]) -> Result<Vec<BenchPoint>, G
             })
         })
         .collect()
+}
+
+/// The cost of the fused posterior variance at one batch size: the same trajectories with
+/// and without it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostVarOverhead {
+    /// Samples per call.
+    pub batch: usize,
+    /// Fastest of the timed calls without the score, seconds.
+    pub plain_seconds: f64,
+    /// Fastest of the timed calls with the score, seconds.
+    pub fused_seconds: f64,
+    /// fused / plain − 1 (may come out slightly negative when the extra work is below the
+    /// timing noise).
+    pub overhead: f64,
+    /// Extra tangent rows per sample over the trajectory (passes × steps of the set), in
+    /// forward passes: the FLOP overhead is this / steps.
+    pub extra_passes: usize,
+}
+
+/// Times `plain` and `fused` (the same model and schedule; `fused` built with
+/// [`GpuSampler::with_postvar`]) on `batch` samples, alternating, `reps` timed calls each
+/// after one warm-up call each, keeping the fastest of each (robust to a shared machine).
+///
+/// # Errors
+/// [`GpuError::InvalidInput`] if `fused` has no posterior variance, the step counts differ
+/// or `reps` is 0; whatever [`GpuSampler::sample`] returns.
+pub fn postvar_overhead(
+    plain: &GpuSampler,
+    fused: &GpuSampler,
+    batch: usize,
+    reps: usize,
+) -> Result<PostVarOverhead, GpuError> {
+    let Some(config) = fused.postvar() else {
+        return Err(GpuError::InvalidInput(
+            "fused sampler has no posterior variance",
+        ));
+    };
+    if plain.steps() != fused.steps() || reps == 0 {
+        return Err(GpuError::InvalidInput(
+            "postvar bench: step counts differ or 0 reps",
+        ));
+    }
+    let time = |s: &GpuSampler| -> Result<f64, GpuError> {
+        let start = Instant::now();
+        s.sample(0, 0, batch)?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    time(plain)?;
+    time(fused)?;
+    let (mut plain_s, mut fused_s) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..reps {
+        plain_s = plain_s.min(time(plain)?);
+        fused_s = fused_s.min(time(fused)?);
+    }
+    Ok(PostVarOverhead {
+        batch,
+        plain_seconds: plain_s,
+        fused_seconds: fused_s,
+        overhead: fused_s / plain_s - 1.0,
+        extra_passes: config.estimator.passes(fused.shape().dim) * config.steps.len(),
+    })
 }

@@ -10,11 +10,15 @@
 //!   sampler coefficients resident on the device; [`GpuSampler::sample`] returns samples and
 //!   Hal scores; [`GpuSampler::forward`] and [`GpuSampler::step`] are the per-layer/per-step
 //!   debug entry points for differential tests; [`noise::normals`] the noise.
+//! - [`GpuSampler::with_postvar`]: the Tweedie posterior-variance score (core's
+//!   `PosteriorVariance`, papers.md §9) fused into the sampler at its steps, with core's
+//!   directions; [`GpuSampler::posterior_variance`] its debug entry point.
 //! - [`bench`]: throughput (samples·steps/s, FLOP/s) for `mirage bench gpu`.
 
 mod context;
 mod error;
 mod kernels;
+mod postvar;
 mod sampler;
 
 pub mod bench;
@@ -22,4 +26,5 @@ pub mod noise;
 
 pub use context::{ADAPTER_ENV, GpuContext};
 pub use error::GpuError;
+pub use postvar::PostVarScores;
 pub use sampler::{DEFAULT_MAX_CHUNK, GpuOutput, GpuSampler, StepOutput};

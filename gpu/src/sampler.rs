@@ -10,6 +10,10 @@
 //! normal(seed, STREAM_INIT, sample, 0, d), so a sample's noise equals the CPU path's for the
 //! same (seed, sample index). Only the samples and the Hal scores are read back.
 //!
+//! With [`GpuSampler::with_postvar`], the steps of the posterior variance's step set run the
+//! forward pass with its tangent rows beside it and add the score (`crate::postvar`) before
+//! the step kernel moves x; the scores are read back with the samples.
+//!
 //! Batches are cut into chunks that fit the device's storage-binding and dispatch limits
 //! (lavapipe: 128 MiB per binding, 65,535 workgroups per dimension).
 
@@ -18,9 +22,12 @@ use mirage_core::Denoiser;
 use mirage_core::mlp::{Mlp, MlpShape};
 use mirage_core::noise::STREAM_INIT;
 use mirage_core::sampler::{Clip, Method, Prediction, SamplerConfig, Variance};
-use mirage_core::schedule::Schedule;
+use mirage_core::schedule::{Schedule, TableSet};
+
+use mirage_core::detector::PostVarConfig;
 
 use crate::kernels::{ELEMENTWISE_WG, Kernels, LINEAR_TILE, linear_flags};
+use crate::postvar::{JvpLayerParams, PostVarPlan, PostVarScores};
 use crate::{GpuContext, GpuError};
 
 /// Steps recorded into one command buffer before it is submitted.
@@ -61,7 +68,8 @@ struct StepParams {
     posterior_c1: f32,
     posterior_c2: f32,
     sqrt_alpha_bar_prev: f32,
-    pad: [u32; 3],
+    cov_factor: f32,
+    pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -101,6 +109,8 @@ pub struct GpuOutput {
     pub hal: Vec<f32>,
     /// How many samples came back with a non-finite value (their Hal is +∞).
     pub non_finite: usize,
+    /// Posterior-variance scores, when the sampler has one ([`GpuSampler::with_postvar`]).
+    pub postvar: Option<PostVarScores>,
 }
 
 /// x_{i−1} and x̂0 of one debug step ([`GpuSampler::step`]).
@@ -145,6 +155,7 @@ pub struct GpuSampler {
     binding_limit: u64,
     max_chunk: usize,
     mlp_params: Vec<f32>,
+    postvar: Option<PostVarPlan>,
 }
 
 impl GpuSampler {
@@ -152,8 +163,9 @@ impl GpuSampler {
     /// coefficients of `cfg`; `hal_window` is Hal's K (the last K steps, i < K).
     ///
     /// # Errors
-    /// [`GpuError::Core`] if `cfg` is invalid, K is 0, the schedule has no steps, a model
-    /// time does not fit u32, λ_i is not positive or a weight is not finite;
+    /// [`GpuError::Core`] if `cfg` is invalid, K is 0, the schedule has no steps or lacks a
+    /// table (every coefficient is uploaded, so all 18 are needed: `Error::MissingTable`), a
+    /// model time does not fit u32, λ_i is not positive or a weight is not finite;
     /// [`GpuError::InvalidInput`] if the model's prediction type differs from `cfg`'s;
     /// [`GpuError::TooLarge`] if the weights or the per-step tables exceed the device's
     /// storage-binding limit.
@@ -165,6 +177,7 @@ impl GpuSampler {
         hal_window: usize,
     ) -> Result<Self, GpuError> {
         cfg.validate()?;
+        schedule.require(TableSet::ALL)?;
         // Re-validate the weights (shape, length, finiteness): a NaN weight is a clear error
         // here rather than NaN samples later.
         let mlp = Mlp::new(mlp.shape(), mlp.params())?.with_prediction(mlp.prediction());
@@ -218,18 +231,7 @@ impl GpuSampler {
         let step_bias = storage_init(&device, "step biases", bytemuck::cast_slice(&biases));
         let step_uniforms = uniform_array(&device, &step_params, step_stride);
         scope.pop()?;
-        let dispatch_rows =
-            limits.max_compute_workgroups_per_dimension as usize * LINEAR_TILE as usize;
-        let per_sample_bytes = 4 * shape.width.max(3 * shape.dim) as u64;
-        let by_binding = (binding_limit / per_sample_bytes) as usize;
-        let max_chunk = DEFAULT_MAX_CHUNK.min(dispatch_rows).min(by_binding);
-        if max_chunk == 0 {
-            return Err(GpuError::TooLarge {
-                what: "one sample's activations",
-                bytes: per_sample_bytes,
-                limit: binding_limit,
-            });
-        }
+        let max_chunk = DEFAULT_MAX_CHUNK.min(chunk_cap(&limits, binding_limit, shape, 0)?);
         Ok(Self {
             device,
             queue,
@@ -245,7 +247,40 @@ impl GpuSampler {
             binding_limit,
             max_chunk,
             mlp_params: mlp.params().to_vec(),
+            postvar: None,
         })
+    }
+
+    /// Adds the posterior-variance score (core's `PosteriorVariance` with `config`: the same
+    /// directions, steps and scale) to [`GpuSampler::sample`]'s output; the chunk size shrinks
+    /// so that the tangent rows (passes × samples) fit the device.
+    ///
+    /// # Errors
+    /// [`GpuError::Core`] for 0 probes (`InvalidParameter`), the exact trace above
+    /// `MAX_EXACT_DIM` (`CapacityExceeded`) or a step set reaching beyond the schedule
+    /// (`StepOutOfRange`); [`GpuError::TooLarge`] if one sample's tangent rows exceed a
+    /// storage binding or a dispatch.
+    pub fn with_postvar(mut self, config: PostVarConfig) -> Result<Self, GpuError> {
+        let plan = PostVarPlan::new(config, self.shape.dim, self.steps)?;
+        let limits = self.device.limits();
+        let cap = chunk_cap(&limits, self.binding_limit, self.shape, plan.passes)?;
+        self.max_chunk = self.max_chunk.min(cap);
+        self.postvar = Some(plan);
+        Ok(self)
+    }
+
+    /// The posterior-variance configuration, if any.
+    pub fn postvar(&self) -> Option<PostVarConfig> {
+        self.postvar.map(|p| p.config)
+    }
+
+    /// One step's uniform inside the per-step array (bound with a dynamic offset).
+    fn step_binding(&self) -> wgpu::BufferBinding<'_> {
+        wgpu::BufferBinding {
+            buffer: &self.step_uniforms,
+            offset: 0,
+            size: wgpu::BufferSize::new(std::mem::size_of::<StepParams>() as u64),
+        }
     }
 
     /// The network's sizes.
@@ -265,11 +300,11 @@ impl GpuSampler {
 
     /// Caps the chunk size (at least 1; never above what the device allows).
     pub fn set_max_chunk(&mut self, samples: usize) {
-        let per_sample_bytes = 4 * self.shape.width.max(3 * self.shape.dim) as u64;
-        let by_binding = (self.binding_limit / per_sample_bytes) as usize;
-        let by_dispatch = self.device.limits().max_compute_workgroups_per_dimension as usize
-            * LINEAR_TILE as usize;
-        self.max_chunk = samples.max(1).min(by_binding).min(by_dispatch);
+        let passes = self.postvar.map_or(0, |p| p.passes);
+        let limits = self.device.limits();
+        // Positive: `new` and `with_postvar` checked it for this shape and these passes.
+        let cap = chunk_cap(&limits, self.binding_limit, self.shape, passes).unwrap_or(1);
+        self.max_chunk = samples.max(1).min(cap);
     }
 
     /// Samples `n` trajectories with sample indices `first_sample .. first_sample + n` and
@@ -283,6 +318,10 @@ impl GpuSampler {
         let dim = self.shape.dim;
         let mut samples = Vec::with_capacity(n * dim);
         let mut hal = Vec::with_capacity(n);
+        let mut pv = self.postvar.map(|_| PostVarScores {
+            trace: Vec::with_capacity(n),
+            frobenius: Vec::with_capacity(n),
+        });
         let scope = ErrorScopes::push(&self.device);
         let ws = Workspace::new(self, n.min(self.max_chunk), &self.step_bias, false);
         let mut done = 0usize;
@@ -293,6 +332,12 @@ impl GpuSampler {
             let (x, scores) = read_back(&self.device, &self.queue, &ws, rows * dim, rows)?;
             samples.extend_from_slice(&x);
             hal.extend_from_slice(&scores);
+            if let (Some(out), Some(buffers)) = (pv.as_mut(), ws.pv.as_ref()) {
+                let acc = read_buffer(&self.device, &self.queue, &buffers.acc, 2 * rows)?;
+                let (trace, frobenius) = acc.split_at(rows);
+                out.trace.extend_from_slice(trace);
+                out.frobenius.extend_from_slice(frobenius);
+            }
             done += rows;
         }
         scope.pop()?;
@@ -304,10 +349,20 @@ impl GpuSampler {
                 non_finite += 1;
             }
         }
+        if let Some(out) = pv.as_mut() {
+            let rows = out.trace.iter_mut().zip(out.frobenius.iter_mut());
+            for ((t, f), sample) in rows.zip(samples.chunks_exact(dim)) {
+                if !sample.iter().all(|v| v.is_finite()) || t.is_nan() || f.is_nan() {
+                    *t = f32::INFINITY;
+                    *f = f32::INFINITY;
+                }
+            }
+        }
         Ok(GpuOutput {
             samples,
             hal,
             non_finite,
+            postvar: pv,
         })
     }
 
@@ -347,6 +402,7 @@ impl GpuSampler {
         self.queue
             .write_buffer(&ws.score_u, 0, bytemuck::bytes_of(&score_chunk));
         self.write_layers(ws, rows_u);
+        let pv_grids = self.write_postvar(ws, base, rows)?;
 
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
@@ -355,12 +411,24 @@ impl GpuSampler {
             pass.set_bind_group(0, &ws.noise_bg, &[]);
             pass.dispatch_workgroups(grid.0, grid.1, 1);
         }
+        if let (Some(pv), Some(grids)) = (ws.pv.as_ref(), pv_grids) {
+            encoder.clear_buffer(&pv.acc, 0, None);
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.encode_probes(&mut pass, pv, grids.probe);
+        }
         let mut recorded = 0;
         for i in (0..self.steps).rev() {
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 let offset = (i as u64 * self.step_stride) as u32;
-                self.encode_forward(&mut pass, ws, rows_u, offset);
+                let read_postvar = self.postvar.is_some_and(|p| p.config.steps.contains(i));
+                match (ws.pv.as_ref(), pv_grids) {
+                    (Some(pv), Some(grids)) if read_postvar => {
+                        self.encode_forward_jvp(&mut pass, ws, pv, rows_u, offset);
+                        self.encode_postvar(&mut pass, pv, grids.score, offset);
+                    }
+                    _ => self.encode_forward(&mut pass, ws, rows_u, offset),
+                }
                 pass.set_pipeline(&self.kernels.step.pipeline);
                 pass.set_bind_group(0, &ws.step_bg, &[offset]);
                 pass.dispatch_workgroups(grid.0, grid.1, 1);
@@ -404,6 +472,124 @@ impl GpuSampler {
         }
         pass.set_bind_group(0, &ws.out_bg, &[step_offset]);
         pass.dispatch_workgroups(d.div_ceil(LINEAR_TILE), row_groups, 1);
+    }
+
+    /// The primal forward of [`GpuSampler::encode_forward`] with the tangent rows of `pv`
+    /// beside it, layer by layer: each tangent layer reads the primal input of its layer
+    /// (LayerNorm statistics, LeakyReLU signs) before the next primal layer overwrites it.
+    fn encode_forward_jvp(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        ws: &Workspace,
+        pv: &PostVarBuffers,
+        rows: u32,
+        step_offset: u32,
+    ) {
+        let w = self.shape.width as u32;
+        let d = self.shape.dim as u32;
+        let passes = self.postvar.map_or(0, |p| p.passes) as u32;
+        let row_groups = rows.div_ceil(LINEAR_TILE);
+        let tangent_groups = (rows * passes).div_ceil(LINEAR_TILE);
+        let layers = [
+            (&ws.in_bg, &pv.in_bg, w),
+            (&ws.fc1_bg, &pv.fc1_bg, w),
+            (&ws.fc2_bg, &pv.fc2_bg, w),
+        ];
+        let blocks = (0..self.shape.blocks).flat_map(|_| [layers[1], layers[2]]);
+        let all = std::iter::once(layers[0])
+            .chain(blocks)
+            .chain([(&ws.out_bg, &pv.out_bg, d)]);
+        for (primal, tangent, fan_out) in all {
+            pass.set_pipeline(&self.kernels.linear.pipeline);
+            pass.set_bind_group(0, primal, &[step_offset]);
+            pass.dispatch_workgroups(fan_out.div_ceil(LINEAR_TILE), row_groups, 1);
+            pass.set_pipeline(&self.kernels.linear_jvp.pipeline);
+            pass.set_bind_group(0, tangent, &[]);
+            pass.dispatch_workgroups(fan_out.div_ceil(LINEAR_TILE), tangent_groups, 1);
+        }
+    }
+
+    fn encode_probes(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        pv: &PostVarBuffers,
+        grid: (u32, u32),
+    ) {
+        pass.set_pipeline(&self.kernels.probe.pipeline);
+        pass.set_bind_group(0, &pv.probe_bg, &[]);
+        pass.dispatch_workgroups(grid.0, grid.1, 1);
+    }
+
+    fn encode_postvar(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        pv: &PostVarBuffers,
+        grid: (u32, u32),
+        step_offset: u32,
+    ) {
+        pass.set_pipeline(&self.kernels.postvar.pipeline);
+        pass.set_bind_group(0, &pv.score_bg, &[step_offset]);
+        pass.dispatch_workgroups(grid.0, grid.1, 1);
+    }
+
+    /// Writes the probe and score uniforms of a chunk of `rows` samples from `base` and the
+    /// tangent layers; returns the two kernels' grids (None without a posterior variance).
+    fn write_postvar(
+        &self,
+        ws: &Workspace,
+        base: u32,
+        rows: usize,
+    ) -> Result<Option<PostVarGrids>, GpuError> {
+        let (Some(plan), Some(pv)) = (self.postvar, ws.pv.as_ref()) else {
+            return Ok(None);
+        };
+        let dim = self.shape.dim;
+        let (probe, probe_stride) = self.elementwise_grid(rows * plan.passes * dim)?;
+        let (score, score_stride) = self.elementwise_grid(rows)?;
+        let probe_params = plan.params(dim, rows, base, probe_stride);
+        let score_params = plan.params(dim, rows, base, score_stride);
+        self.queue
+            .write_buffer(&pv.probe_u, 0, bytemuck::bytes_of(&probe_params));
+        self.queue
+            .write_buffer(&pv.score_u, 0, bytemuck::bytes_of(&score_params));
+        let o = self.offsets;
+        let w = self.shape.width as u32;
+        let d = dim as u32;
+        let ln_lrelu = linear_flags::LAYER_NORM | linear_flags::LEAKY_RELU;
+        let layer = |fan_in, fan_out, w_off, gamma_off, beta_off, flags| JvpLayerParams {
+            rows: (rows * plan.passes) as u32,
+            fan_in,
+            fan_out,
+            w_off,
+            gamma_off,
+            beta_off,
+            primal_rows: rows as u32,
+            flags,
+        };
+        let layers = [
+            layer(d, w, o.in_fc, 0, 0, 0),
+            layer(w, w, o.fc1, o.norm1_w, o.norm1_b, ln_lrelu),
+            layer(
+                w,
+                w,
+                o.fc2,
+                o.norm2_w,
+                o.norm2_b,
+                ln_lrelu | linear_flags::ACCUMULATE,
+            ),
+            layer(
+                w,
+                d,
+                o.out_fc,
+                o.out_norm_w,
+                o.out_norm_b,
+                linear_flags::LAYER_NORM,
+            ),
+        ];
+        for (buf, layer) in pv.layer_u.iter().zip(layers) {
+            self.queue.write_buffer(buf, 0, bytemuck::bytes_of(&layer));
+        }
+        Ok(Some(PostVarGrids { probe, score }))
     }
 
     fn write_layers(&self, ws: &Workspace, rows: u32) {
@@ -558,6 +744,58 @@ impl GpuSampler {
         Ok(StepOutput { x_prev, x0_hat })
     }
 
+    /// Debug entry point: the posterior-variance score of each sample of `x_t` at step i
+    /// alone (whether or not i is in the configured step set), with the directions of samples
+    /// `first_sample ..`, through the same kernels as [`GpuSampler::sample`]: core's
+    /// `posterior_variance(den, schedule, i, x_t, estimator, scale, first_sample, ..)`.
+    ///
+    /// # Errors
+    /// [`GpuError::InvalidInput`] without [`GpuSampler::with_postvar`] or for a bad length;
+    /// [`GpuError::EmptyBatch`]; [`GpuError::SampleIndexOverflow`]; [`GpuError::Core`]
+    /// `StepOutOfRange` if i ≥ steps.
+    pub fn posterior_variance(
+        &self,
+        i: usize,
+        first_sample: u32,
+        x_t: &[f32],
+    ) -> Result<PostVarScores, GpuError> {
+        if self.postvar.is_none() {
+            return Err(GpuError::InvalidInput(
+                "posterior_variance needs a sampler built with with_postvar",
+            ));
+        }
+        if i >= self.steps {
+            return Err(mirage_core::Error::StepOutOfRange.into());
+        }
+        let rows = self.debug_rows(x_t.len())?;
+        check_batch(first_sample, rows)?;
+        let scope = ErrorScopes::push(&self.device);
+        let ws = Workspace::new(self, rows, &self.step_bias, false);
+        self.queue.write_buffer(&ws.x, 0, bytemuck::cast_slice(x_t));
+        self.write_layers(&ws, rows as u32);
+        let grids = self.write_postvar(&ws, first_sample, rows)?;
+        let (Some(pv), Some(grids)) = (ws.pv.as_ref(), grids) else {
+            return Err(GpuError::InvalidInput("posterior variance buffers missing"));
+        };
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.clear_buffer(&pv.acc, 0, None);
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            let offset = (i as u64 * self.step_stride) as u32;
+            self.encode_probes(&mut pass, pv, grids.probe);
+            self.encode_forward_jvp(&mut pass, &ws, pv, rows as u32, offset);
+            self.encode_postvar(&mut pass, pv, grids.score, offset);
+        }
+        self.queue.submit([encoder.finish()]);
+        let acc = read_buffer(&self.device, &self.queue, &pv.acc, 2 * rows)?;
+        scope.pop()?;
+        let (trace, frobenius) = acc.split_at(rows);
+        Ok(PostVarScores {
+            trace: trace.to_vec(),
+            frobenius: frobenius.to_vec(),
+        })
+    }
+
     fn debug_rows(&self, len: usize) -> Result<usize, GpuError> {
         let dim = self.shape.dim;
         if len == 0 {
@@ -627,7 +865,9 @@ fn step_params_for(
         posterior_c1: c.posterior_c1,
         posterior_c2: c.posterior_c2,
         sqrt_alpha_bar_prev: c.sqrt_alpha_bar_prev,
-        pad: [0; 3],
+        // Scale::Covariance's (1 − ᾱ)/√ᾱ, formed in f64 as core does.
+        cov_factor: (f64::from(c.one_minus_alpha_bar) / f64::from(c.sqrt_alpha_bar)) as f32,
+        pad: [0; 2],
     })
 }
 
@@ -647,6 +887,35 @@ fn offsets(shape: MlpShape) -> Offsets {
         out_fc: at(13),
         out_fc_b: at(14),
     }
+}
+
+/// The most samples one chunk may hold on a device with `limits`: every activation buffer
+/// (and, with `passes` > 0, every tangent buffer of passes × samples rows) within one storage
+/// binding, and every linear dispatch within the workgroup limit.
+///
+/// # Errors
+/// [`GpuError::TooLarge`] if not even one sample fits.
+fn chunk_cap(
+    limits: &wgpu::Limits,
+    binding_limit: u64,
+    shape: MlpShape,
+    passes: usize,
+) -> Result<usize, GpuError> {
+    let rows_per_sample = passes.max(1) as u64;
+    let per_sample_bytes = 4 * shape.width.max(3 * shape.dim) as u64 * rows_per_sample;
+    let by_binding = binding_limit / per_sample_bytes;
+    let by_dispatch = u64::from(limits.max_compute_workgroups_per_dimension)
+        * u64::from(LINEAR_TILE)
+        / rows_per_sample;
+    let cap = by_binding.min(by_dispatch).min(u64::from(u32::MAX));
+    if cap == 0 {
+        return Err(GpuError::TooLarge {
+            what: "one sample's activations (with its tangent rows)",
+            bytes: per_sample_bytes,
+            limit: binding_limit,
+        });
+    }
+    Ok(cap as usize)
 }
 
 pub(crate) fn check_batch(first: u32, n: usize) -> Result<(), GpuError> {
@@ -674,6 +943,115 @@ fn check_finite(what: &'static str, values: &[f32]) -> Result<(), GpuError> {
     }
 }
 
+/// The grids of the probe (passes × rows × dim threads) and score (rows threads) kernels.
+#[derive(Clone, Copy, Debug)]
+struct PostVarGrids {
+    probe: (u32, u32),
+    score: (u32, u32),
+}
+
+/// The tangent buffers and bind groups of the posterior variance for one chunk (rows
+/// p·cap + n), and its per-sample accumulators (trace plane, then Frobenius plane).
+struct PostVarBuffers {
+    acc: wgpu::Buffer,
+    probe_u: wgpu::Buffer,
+    score_u: wgpu::Buffer,
+    layer_u: [wgpu::Buffer; 4],
+    probe_bg: wgpu::BindGroup,
+    in_bg: wgpu::BindGroup,
+    fc1_bg: wgpu::BindGroup,
+    fc2_bg: wgpu::BindGroup,
+    out_bg: wgpu::BindGroup,
+    score_bg: wgpu::BindGroup,
+}
+
+/// The primal buffers the tangent kernels read.
+struct Primal<'a> {
+    x: &'a wgpu::Buffer,
+    h: &'a wgpu::Buffer,
+    u: &'a wgpu::Buffer,
+    eps: &'a wgpu::Buffer,
+}
+
+impl PostVarBuffers {
+    fn new(s: &GpuSampler, cap: usize, passes: usize, primal: &Primal<'_>) -> Self {
+        let dev = &s.device;
+        let rows = cap * passes;
+        let tx = storage(dev, "tangent x", rows * s.shape.dim);
+        let th = storage(dev, "tangent h", rows * s.shape.width);
+        let tu = storage(dev, "tangent u", rows * s.shape.width);
+        let teps = storage(dev, "tangent out", rows * s.shape.dim);
+        let acc = storage(dev, "posterior variance", 2 * cap);
+        let probe_u = uniform(dev, std::mem::size_of::<crate::postvar::PostVarParams>());
+        let score_u = uniform(dev, std::mem::size_of::<crate::postvar::PostVarParams>());
+        let layer_u = [0; 4].map(|_| uniform(dev, std::mem::size_of::<JvpLayerParams>()));
+        let bind = |layout: &wgpu::BindGroupLayout, resources: Vec<wgpu::BindingResource<'_>>| {
+            bind_group(dev, layout, resources)
+        };
+        let jvp = |lu: &wgpu::Buffer, p: &wgpu::Buffer, src: &wgpu::Buffer, dst: &wgpu::Buffer| {
+            bind(
+                &s.kernels.linear_jvp.layout,
+                vec![
+                    lu.as_entire_binding(),
+                    s.params.as_entire_binding(),
+                    p.as_entire_binding(),
+                    src.as_entire_binding(),
+                    dst.as_entire_binding(),
+                ],
+            )
+        };
+        let [l_in, l_fc1, l_fc2, l_out] = &layer_u;
+        let in_bg = jvp(l_in, primal.x, &tx, &th);
+        let fc1_bg = jvp(l_fc1, primal.h, &th, &tu);
+        let fc2_bg = jvp(l_fc2, primal.u, &tu, &th);
+        let out_bg = jvp(l_out, primal.h, &th, &teps);
+        let probe_bg = bind(
+            &s.kernels.probe.layout,
+            vec![probe_u.as_entire_binding(), tx.as_entire_binding()],
+        );
+        let score_bg = bind(
+            &s.kernels.postvar.layout,
+            vec![
+                score_u.as_entire_binding(),
+                wgpu::BindingResource::Buffer(s.step_binding()),
+                primal.x.as_entire_binding(),
+                primal.eps.as_entire_binding(),
+                tx.as_entire_binding(),
+                teps.as_entire_binding(),
+                acc.as_entire_binding(),
+            ],
+        );
+        Self {
+            acc,
+            probe_u,
+            score_u,
+            layer_u,
+            probe_bg,
+            in_bg,
+            fc1_bg,
+            fc2_bg,
+            out_bg,
+            score_bg,
+        }
+    }
+}
+
+fn bind_group(
+    dev: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    resources: Vec<wgpu::BindingResource<'_>>,
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry<'_>> = (0u32..)
+        .zip(resources)
+        .map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource })
+        .collect();
+    dev.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout,
+        entries: &entries,
+    })
+}
+
 /// Device buffers and bind groups for one chunk of up to `cap` samples.
 struct Workspace {
     x: wgpu::Buffer,
@@ -691,6 +1069,7 @@ struct Workspace {
     out_bg: wgpu::BindGroup,
     step_bg: wgpu::BindGroup,
     score_bg: wgpu::BindGroup,
+    pv: Option<PostVarBuffers>,
 }
 
 impl Workspace {
@@ -709,21 +1088,9 @@ impl Workspace {
         let chunk_u = uniform(dev, std::mem::size_of::<ChunkParams>());
         let score_u = uniform(dev, std::mem::size_of::<ChunkParams>());
         let layer_u = [0; 4].map(|_| uniform(dev, std::mem::size_of::<LayerParams>()));
-        let step_binding = wgpu::BufferBinding {
-            buffer: &s.step_uniforms,
-            offset: 0,
-            size: wgpu::BufferSize::new(std::mem::size_of::<StepParams>() as u64),
-        };
+        let step_binding = s.step_binding();
         let bind = |layout: &wgpu::BindGroupLayout, resources: Vec<wgpu::BindingResource<'_>>| {
-            let entries: Vec<wgpu::BindGroupEntry<'_>> = (0u32..)
-                .zip(resources)
-                .map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource })
-                .collect();
-            dev.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout,
-                entries: &entries,
-            })
+            bind_group(dev, layout, resources)
         };
         let linear = |lu: &wgpu::Buffer, src: &wgpu::Buffer, dst: &wgpu::Buffer| {
             bind(
@@ -766,6 +1133,15 @@ impl Workspace {
                 scores.as_entire_binding(),
             ],
         );
+        let pv = s.postvar.map(|plan| {
+            let primal = Primal {
+                x: &x,
+                h: &h,
+                u: &u,
+                eps: &eps,
+            };
+            PostVarBuffers::new(s, cap, plan.passes, &primal)
+        });
         Self {
             x,
             eps,
@@ -782,6 +1158,7 @@ impl Workspace {
             out_bg,
             step_bg,
             score_bg,
+            pv,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! consistently, and reports no non-finite samples.
 mod common;
 
+use mirage_core::detector::{PostVarConfig, Scale, StepSet, TraceEstimator};
 use mirage_core::mlp::MlpShape;
 use mirage_core::sampler::{Clip, SamplerConfig};
 use mirage_core::schedule::Schedule;
@@ -38,4 +39,38 @@ fn bench_reports_consistent_figures() {
         assert!((p.sample_steps_per_s - expected).abs() <= 1e-9 * expected);
         assert!((p.flops - expected * 1152.0).abs() <= 1e-6 * p.flops);
     }
+}
+
+#[test]
+fn postvar_overhead_runs_and_counts_passes() {
+    let Some(ctx) = common::context() else { return };
+    let shape = MlpShape {
+        dim: 2,
+        width: 16,
+        blocks: 1,
+        temb_dim: 4,
+    };
+    let params = common::random_params(shape, 4);
+    let mlp = common::mlp(shape, &params);
+    let tables = common::paper_tables(8);
+    let schedule = Schedule::from_tables(&tables, 8).unwrap();
+    let cfg = SamplerConfig {
+        clip: Clip::Symmetric(3.0),
+        ..SamplerConfig::PAPER
+    };
+    let plain = GpuSampler::new(&ctx, &mlp, &schedule, &cfg, 10).unwrap();
+    let fused = GpuSampler::new(&ctx, &mlp, &schedule, &cfg, 10)
+        .unwrap()
+        .with_postvar(PostVarConfig {
+            estimator: TraceEstimator::Hutchinson { probes: 3, seed: 1 },
+            scale: Scale::Jacobian,
+            steps: StepSet::last(2).unwrap(),
+        })
+        .unwrap();
+    let o = bench::postvar_overhead(&plain, &fused, 65, 2).unwrap();
+    assert_eq!((o.batch, o.extra_passes), (65, 6)); // 3 probes × 2 steps
+    assert!(o.plain_seconds > 0.0 && o.fused_seconds > 0.0);
+    assert!((o.overhead - (o.fused_seconds / o.plain_seconds - 1.0)).abs() < 1e-12);
+    assert!(bench::postvar_overhead(&plain, &plain, 65, 2).is_err());
+    assert!(bench::postvar_overhead(&plain, &fused, 65, 0).is_err());
 }

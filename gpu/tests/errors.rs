@@ -1,10 +1,10 @@
 //! Clear errors, never panics: no adapter, model too large, batch 0, index overflow, bad
-//! configuration, NaN weights, wrong debug lengths.
+//! configuration, NaN weights, wrong debug lengths, a schedule lacking tables.
 mod common;
 
 use mirage_core::mlp::{Mlp, MlpShape};
 use mirage_core::sampler::{Prediction, SamplerConfig};
-use mirage_core::schedule::Schedule;
+use mirage_core::schedule::{Schedule, Table};
 use mirage_gpu::{GpuContext, GpuError, GpuSampler};
 
 #[test]
@@ -67,6 +67,20 @@ fn bad_calls_are_errors() {
         GpuSampler::new(&ctx, &mlp, &schedule, &x0_cfg, 10),
         Err(GpuError::InvalidInput(_))
     ));
+    // A schedule holding only the sampler's tables (as a `--tables sampler` file) is
+    // refused: the device gets every coefficient.
+    let needed = cfg.tables();
+    let subset: Vec<f32> = Table::ALL
+        .iter()
+        .zip(tables.chunks_exact(5))
+        .filter(|(t, _)| needed.contains(**t))
+        .flat_map(|(_, table)| table.iter().copied())
+        .collect();
+    let partial = Schedule::from_table_subset(&subset, 5, needed).unwrap();
+    assert_eq!(
+        GpuSampler::new(&ctx, &mlp, &partial, &cfg, 10).unwrap_err(),
+        GpuError::Core(mirage_core::Error::MissingTable(Table::ModelT.name()))
+    );
 
     // A NaN weight never reaches the device: the model is rejected by name.
     let mut bad = params.clone();

@@ -13,9 +13,15 @@
 //!
 //! The fixed-point path is [`CorePath`] over a `QuantMlp` (any core `Denoiser` plugs in).
 //! [`agreement`] applies the whole-trajectory criteria of design.md §4.
+//! [`CorePath::draw_postvar`] draws the same samples with core's posterior-variance detector
+//! (papers.md §9), the reference for the GPU's fused score ([`max_relative_difference`]).
 
+use mirage_core::detector::PostVarConfig;
+use mirage_core::detector::posterior_variance::scratch_len;
 use mirage_core::schedule::Schedule;
-use mirage_core::{Denoiser, Hal, Mlp, SamplerConfig, sample_trajectory, trajectory_scratch_len};
+use mirage_core::{
+    Denoiser, Hal, Mlp, PosteriorVariance, SamplerConfig, sample_trajectory, trajectory_scratch_len,
+};
 use mirage_host::sample::{BatchDenoiser, SampleOptions, sample_batch};
 use mirage_host::train::Layout;
 
@@ -87,6 +93,90 @@ impl<D: Denoiser + Sync> SamplingPath for CorePath<'_, D> {
     }
 }
 
+/// Samples and posterior-variance scores of n trajectories.
+#[derive(Clone, Debug)]
+pub struct PostVarDrawn {
+    /// Final samples, back to back.
+    pub samples: Vec<f32>,
+    /// tr J (or tr Cov) per sample.
+    pub trace: Vec<f32>,
+    /// ‖J‖_F (or its Cov scaling) per sample.
+    pub frobenius: Vec<f32>,
+}
+
+impl<D: Denoiser + Sync> CorePath<'_, D> {
+    /// Draws samples `0..n` of seed `seed` with core's `PosteriorVariance` (configured by
+    /// `config`, probe indices = sample indices) fed by the sampler.
+    ///
+    /// # Errors
+    /// Whatever core reports, as text.
+    pub fn draw_postvar(
+        &self,
+        seed: u64,
+        n: usize,
+        config: PostVarConfig,
+    ) -> Result<PostVarDrawn, String> {
+        let dim = self.den.dim();
+        let mut out = PostVarDrawn {
+            samples: vec![0.0f32; n * dim],
+            trace: vec![0.0f32; n],
+            frobenius: vec![0.0f32; n],
+        };
+        let mut x0 = vec![0.0f32; dim];
+        let mut scratch = vec![0.0f32; trajectory_scratch_len(self.den.scratch_len(), dim)];
+        let mut pv_scratch = vec![0.0f32; scratch_len(self.den.scratch_len(), dim, 1)];
+        let rows = out
+            .samples
+            .chunks_exact_mut(dim)
+            .zip(out.trace.iter_mut().zip(out.frobenius.iter_mut()));
+        for (k, (x, (t, f))) in rows.enumerate() {
+            let index = u32::try_from(k).map_err(|e| e.to_string())?;
+            let mut state = [0.0f32; 2];
+            let mut det = PosteriorVariance::new(
+                self.den,
+                self.schedule,
+                config,
+                index,
+                &mut state,
+                &mut pv_scratch,
+            )
+            .map_err(|e| e.to_string())?;
+            sample_trajectory(
+                self.den,
+                &self.schedule,
+                &self.cfg,
+                seed,
+                index,
+                x,
+                &mut x0,
+                &mut det,
+                &mut scratch,
+            )
+            .map_err(|e| e.to_string())?;
+            det.scores(std::slice::from_mut(t), std::slice::from_mut(f))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(out)
+    }
+}
+
+/// max_k |b_k − a_k| / max(|a_k|, floor) over the entries finite in `a` (reference), and the
+/// number of entries where exactly one of the two is finite.
+#[must_use]
+pub fn max_relative_difference(a: &[f32], b: &[f32], floor: f32) -> (f64, usize) {
+    let mut worst = 0.0f64;
+    let mut finiteness = 0usize;
+    for (&p, &q) in a.iter().zip(b) {
+        if p.is_finite() != q.is_finite() {
+            finiteness += 1;
+        } else if p.is_finite() {
+            let scale = f64::from(p.abs().max(floor));
+            worst = worst.max(f64::from((q - p).abs()) / scale);
+        }
+    }
+    (worst, finiteness)
+}
+
 /// The host's batched GEMM sampler.
 pub struct HostPath<'a> {
     /// The f32 network.
@@ -139,12 +229,33 @@ impl SamplingPath for GpuPath<'_> {
     }
 
     fn draw(&self, seed: u64, n: usize) -> Result<Drawn, String> {
+        self.draw_with_postvar(seed, n).map(|(drawn, _)| drawn)
+    }
+}
+
+impl GpuPath<'_> {
+    /// [`SamplingPath::draw`], plus the fused posterior-variance scores when the sampler
+    /// has them (`GpuSampler::with_postvar`).
+    ///
+    /// # Errors
+    /// Whatever the GPU path reports, as text.
+    pub fn draw_with_postvar(
+        &self,
+        seed: u64,
+        n: usize,
+    ) -> Result<(Drawn, Option<PostVarDrawn>), String> {
         let out = self.sampler.sample(seed, 0, n).map_err(|e| e.to_string())?;
-        Ok(Drawn {
+        let postvar = out.postvar.map(|pv| PostVarDrawn {
+            samples: out.samples.clone(),
+            trace: pv.trace,
+            frobenius: pv.frobenius,
+        });
+        let drawn = Drawn {
             dim: self.dim,
             samples: out.samples,
             hal: out.hal,
-        })
+        };
+        Ok((drawn, postvar))
     }
 }
 

@@ -2,15 +2,24 @@
 //! (design.md §4: ≥ 99.9% of samples within 1e-3, nearest-mode flips ≤ 0.1%, flagged-set
 //! Jaccard ≥ 0.99), with the paper's sampler: T = 1000, ancestral, fixed-large σ, no clip.
 //!
+//! The GPU run also carries the fused posterior-variance score (exact tr J at t = 0, papers.md
+//! §9), compared with core's `PosteriorVariance` on the same trajectories: relative
+//! difference ≤ 1e-3 and AUROC (D5 labels, k = 5) within 0.01.
+//!
 //! Observed maxima are printed (`--nocapture`) so the frozen tolerances can be re-checked.
 
+use mirage_core::detector::PostVarConfig;
 use mirage_core::schedule::{BetaSchedule, Schedule, Spacing, compute_tables, table_len};
 use mirage_core::{Hal, Mlp, SamplerConfig, TimeCachedMlp};
 use mirage_gpu::{GpuContext, GpuError, GpuSampler};
 use mirage_host::data::{Dataset, Named};
-use mirage_host::metrics::quantiles;
+use mirage_host::label::{Labeller, PAPER_K};
+use mirage_host::metrics::{auroc, quantiles};
 use mirage_host::train::{TrainConfig, Trainer};
-use mirage_tests::{CorePath, Drawn, GpuPath, HostPath, SamplingPath, agreement};
+use mirage_tests::{
+    CorePath, Drawn, GpuPath, HostPath, PostVarDrawn, SamplingPath, agreement,
+    max_relative_difference,
+};
 
 const T: usize = 1000;
 const SEED: u64 = 77;
@@ -53,6 +62,32 @@ fn check(name: &str, reference: &Drawn, other: &Drawn, modes: &[f32]) {
     assert!(a.within >= 0.999, "{name}: {a:?}");
     assert!(a.mode_flips <= 0.001, "{name}: {a:?}");
     assert!(a.jaccard >= 0.99, "{name}: {a:?}");
+}
+
+/// AUROC of `scores` for the hallucination labels of `samples` (None with one class only).
+fn postvar_auroc(labeller: &Labeller, drawn: &PostVarDrawn) -> Option<f64> {
+    let labels: Vec<bool> = labeller
+        .label_all(&drawn.samples)
+        .unwrap()
+        .iter()
+        .map(|l| l.is_hallucination())
+        .collect();
+    auroc(&drawn.trace, &labels).ok()
+}
+
+fn check_postvar(core: &PostVarDrawn, gpu: &PostVarDrawn, labeller: &Labeller) {
+    let (trace, t_flips) = max_relative_difference(&core.trace, &gpu.trace, 1e-3);
+    let (frob, f_flips) = max_relative_difference(&core.frobenius, &gpu.frobenius, 1e-3);
+    let (a_core, a_gpu) = (postvar_auroc(labeller, core), postvar_auroc(labeller, gpu));
+    println!(
+        "postvar gpu vs core: max rel diff trace {trace:.3e}, frobenius {frob:.3e}, \
+         finiteness flips {}, AUROC core {a_core:?} gpu {a_gpu:?}",
+        t_flips + f_flips
+    );
+    assert!(trace <= 1e-3 && frob <= 1e-3 && t_flips + f_flips == 0);
+    if let (Some(a), Some(b)) = (a_core, a_gpu) {
+        assert!((a - b).abs() <= 0.01, "AUROC core {a} vs gpu {b}");
+    }
 }
 
 #[test]
@@ -107,7 +142,10 @@ fn core_host_and_gpu_paths_agree_on_whole_trajectories() {
         Err(e) => panic!("GPU context failed: {e}"),
     };
     println!("GPU adapter: {}", ctx.describe());
-    let sampler = GpuSampler::new(&ctx, &mlp, &schedule, &cfg, Hal::PAPER_WINDOW).unwrap();
+    let sampler = GpuSampler::new(&ctx, &mlp, &schedule, &cfg, Hal::PAPER_WINDOW)
+        .unwrap()
+        .with_postvar(PostVarConfig::EXACT)
+        .unwrap();
     let gpu = GpuPath {
         sampler: &sampler,
         dim: 2,
@@ -119,5 +157,12 @@ fn core_host_and_gpu_paths_agree_on_whole_trajectories() {
         samples: reference.samples[..2 * m].to_vec(),
         hal: reference.hal[..m].to_vec(),
     };
-    check("gpu vs core", &head, &gpu.draw(SEED, m).unwrap(), &modes);
+    let (gpu_drawn, gpu_pv) = gpu.draw_with_postvar(SEED, m).unwrap();
+    check("gpu vs core", &head, &gpu_drawn, &modes);
+
+    let core_pv = core.draw_postvar(SEED, m, PostVarConfig::EXACT).unwrap();
+    // The detector only reads: core's samples are those of the Hal run, bit for bit.
+    assert_eq!(core_pv.samples, head.samples);
+    let labeller = Labeller::for_mixture(&Named::Grid25.mixture().unwrap(), PAPER_K).unwrap();
+    check_postvar(&core_pv, &gpu_pv.unwrap(), &labeller);
 }

@@ -4,9 +4,15 @@
 //! compares its lines with the host running the same code (`core/examples/embedded_ref.rs`).
 //!
 //! Build with `MIRAGE_MODEL=/abs/path/model.mrg` (f32, q8 or q16; D = 2) and optionally
-//! `MIRAGE_SAMPLES=n` (default 4). After the samples it prints the stack high-water mark,
-//! measured by painting the stack with a pattern at reset and scanning for the deepest
-//! overwritten word.
+//! `MIRAGE_SAMPLES=n` (default 4); build.rs reads the model's kind so that only that network's
+//! code is linked. After the samples it prints the stack high-water mark, measured by painting
+//! the stack with a pattern at reset and scanning for the deepest overwritten word.
+//!
+//! Instruction counts: SysTick runs from the processor clock with a wrap counter, and each
+//! trajectory's `cost` line gives its SysTick ticks. Under `qemu-system-arm -icount shift=0`
+//! QEMU's virtual clock advances by exactly 1 ns per guest instruction, so ticks are
+//! proportional to instructions; the `calibration` line times a loop of a known instruction
+//! count (two per iteration) to give the ratio.
 #![no_std]
 #![no_main]
 
@@ -14,7 +20,7 @@ mod run;
 
 use core::fmt::Write;
 
-use cortex_m_rt::entry;
+use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::{debug, hio};
 
 /// The model file, 8-byte aligned as the zero-copy parser requires.
@@ -22,6 +28,18 @@ use cortex_m_semihosting::{debug, hio};
 struct Aligned<B: ?Sized>(B);
 
 static MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("MIRAGE_MODEL")));
+
+/// The weight formats this build links (build.rs: the embedded model's kind code).
+const KINDS: run::Kinds = match parse_u32(env!("MIRAGE_MODEL_KIND")) {
+    1 => run::Kinds {
+        f32: true,
+        fixed: false,
+    },
+    _ => run::Kinds {
+        f32: false,
+        fixed: true,
+    },
+};
 
 /// Samples per run (compile-time `MIRAGE_SAMPLES`, default 4).
 const SAMPLES: u32 = match option_env!("MIRAGE_SAMPLES") {
@@ -47,11 +65,22 @@ const PAINT_BYTES: usize = 64 * 1024;
 
 #[entry]
 fn main() -> ! {
-    let top = stack::paint(PAINT_BYTES);
+    let top = raw::paint(PAINT_BYTES);
+    let counting = ticks::start();
     let ok = match hio::hstdout() {
         Ok(mut out) => {
-            let result = run::run(&MODEL.0, SAMPLES, &mut HostOut(&mut out));
-            let used = stack::high_water(top, PAINT_BYTES);
+            if counting {
+                let (iterations, ticks) = ticks::calibrate();
+                let ticks = u32::try_from(ticks).unwrap_or(u32::MAX);
+                let _ = writeln!(
+                    HostOut(&mut out),
+                    "calibration {} instructions {ticks} ticks",
+                    2 * iterations
+                );
+            }
+            let clock = if counting { ticks::now } else { ticks::none };
+            let result = run::run(&MODEL.0, SAMPLES, KINDS, clock, &mut HostOut(&mut out));
+            let used = raw::high_water(top, PAINT_BYTES);
             match result {
                 Ok(()) => {
                     let _ = writeln!(HostOut(&mut out), "stack high-water {used} bytes");
@@ -83,9 +112,69 @@ impl Write for HostOut<'_> {
     }
 }
 
-/// Stack painting: the only unsafe code of the example (raw reads and writes below the
-/// current stack pointer, inside the RAM region that cortex-m-rt gives the stack).
-mod stack {
+/// A 64-bit tick count from SysTick (24-bit down-counter on the processor clock, reloading at
+/// 2²⁴ − 1) and a wrap counter bumped by its exception.
+mod ticks {
+    use core::sync::atomic::{AtomicU32, Ordering};
+
+    use cortex_m::peripheral::syst::SystClkSource;
+    use cortex_m::peripheral::{SCB, SYST};
+
+    const RELOAD: u32 = 0x00FF_FFFF;
+    pub static WRAPS: AtomicU32 = AtomicU32::new(0);
+
+    /// Starts the counter; false if the core peripherals were already taken.
+    pub fn start() -> bool {
+        let Some(mut p) = cortex_m::Peripherals::take() else {
+            return false;
+        };
+        p.SYST.set_clock_source(SystClkSource::Core);
+        p.SYST.set_reload(RELOAD);
+        p.SYST.clear_current();
+        p.SYST.enable_interrupt();
+        p.SYST.enable_counter();
+        // The cleared counter reads 0 until its first tick loads RELOAD.
+        while SYST::get_current() == 0 {}
+        true
+    }
+
+    /// Ticks since `start`: wraps · 2²⁴ + elapsed in the current period, read until no wrap
+    /// happened (or is pending) around the read.
+    pub fn now() -> Option<u64> {
+        loop {
+            let before = WRAPS.load(Ordering::SeqCst);
+            let current = SYST::get_current();
+            let after = WRAPS.load(Ordering::SeqCst);
+            if before == after && !SCB::is_pendst_pending() {
+                let wraps = u64::from(before);
+                return Some(wraps * u64::from(RELOAD + 1) + u64::from(RELOAD - current));
+            }
+        }
+    }
+
+    /// The clock of a build whose counter did not start.
+    pub fn none() -> Option<u64> {
+        None
+    }
+
+    /// Times a loop of `subs`/`bne` pairs: (iterations, ticks).
+    pub fn calibrate() -> (u32, u64) {
+        const ITERATIONS: u32 = 1_000_000;
+        let start = now().unwrap_or(0);
+        super::raw::spin(ITERATIONS);
+        (ITERATIONS, now().unwrap_or(0).wrapping_sub(start))
+    }
+}
+
+#[exception]
+fn SysTick() {
+    ticks::WRAPS.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+}
+
+/// The only unsafe code of the example: stack painting (raw reads and writes below the current
+/// stack pointer, inside the RAM region that cortex-m-rt gives the stack) and the calibration
+/// loop.
+mod raw {
     use core::arch::asm;
 
     fn sp() -> usize {
@@ -108,6 +197,21 @@ mod stack {
             addr += 4;
         }
         top
+    }
+
+    /// Runs `iterations` iterations of a two-instruction loop (`subs`, `bne`).
+    #[inline(never)]
+    pub fn spin(iterations: u32) {
+        // SAFETY: register-only arithmetic and a local branch; no memory access.
+        unsafe {
+            asm!(
+                "2:",
+                "subs {n}, #1",
+                "bne 2b",
+                n = inout(reg) iterations => _,
+                options(nomem, nostack),
+            )
+        };
     }
 
     unsafe extern "C" {

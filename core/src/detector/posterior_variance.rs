@@ -39,7 +39,7 @@ use crate::error::Error;
 use crate::math;
 use crate::noise::rademacher;
 use crate::sampler::Prediction;
-use crate::schedule::Schedule;
+use crate::schedule::{Schedule, Table, TableSet};
 
 /// Largest dimension the exact trace handles (d tangent passes per sample and step).
 pub const MAX_EXACT_DIM: usize = 64;
@@ -201,6 +201,16 @@ impl PostVarConfig {
     }
 }
 
+/// The schedule tables the score reads: the x̂0 conversions of every prediction type and
+/// the covariance scale (1 − ᾱ)/√ᾱ.
+pub const TABLES: TableSet = TableSet::of(&[
+    Table::OneMinusAlphaBar,
+    Table::SqrtAlphaBar,
+    Table::SqrtOneMinusAlphaBar,
+    Table::InvSqrtAlphaBar,
+    Table::SqrtRecipAlphaBarMinusOne,
+]);
+
 /// The scratch (f32 count) [`posterior_variance`] and [`PosteriorVariance`] need for a
 /// denoiser with `den_scratch` scratch: four vectors of d per sample of a block of
 /// min(samples, [`BLOCK`]) samples, plus the denoiser's own.
@@ -217,8 +227,9 @@ pub const fn scratch_len(den_scratch: usize, dim: usize, samples: usize) -> usiz
 /// # Errors
 /// As [`TraceEstimator::validate`]; [`Error::LengthMismatch`] if `x_t` is not n·d or the
 /// outputs not n; [`Error::BufferTooSmall`] if `scratch` is shorter than
-/// [`scratch_len`]`(den.scratch_len(), d, 1)`; [`Error::StepOutOfRange`]; [`Error::Unsupported`]
-/// if the denoiser has no JVP; whatever the denoiser returns.
+/// [`scratch_len`]`(den.scratch_len(), d, 1)`; [`Error::StepOutOfRange`]; [`Error::MissingTable`]
+/// if the schedule lacks one of [`TABLES`]; [`Error::Unsupported`] if the denoiser has no JVP;
+/// whatever the denoiser returns.
 #[allow(clippy::too_many_arguments)]
 pub fn accumulate_posterior_variance<D: Denoiser + ?Sized>(
     den: &D,
@@ -241,6 +252,7 @@ pub fn accumulate_posterior_variance<D: Denoiser + ?Sized>(
     if frobenius_out.len() != samples {
         return Err(Error::LengthMismatch("frobenius_out vs trace_out"));
     }
+    schedule.require(TABLES)?;
     let coefs = schedule.coefs(i)?;
     let conv = Conversion {
         prediction: den.prediction(),

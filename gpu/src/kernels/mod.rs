@@ -4,7 +4,9 @@
 //! - `linear`: one MLP layer over a chunk (tiled matmul, LayerNorm/LeakyReLU prologue, bias,
 //!   time-bias and residual epilogue);
 //! - `step`: the sampler update with the Hal detector fused in;
-//! - `hal_score`: per-sample Hal score from the detector state.
+//! - `hal_score`: per-sample Hal score from the detector state;
+//! - `probe`, `linear_jvp`, `postvar`: the posterior-variance score (tangent directions, the
+//!   tangent of one layer, the per-sample trace and Frobenius norm of ∂x̂0/∂x_t).
 //!
 //! `common/normal.wgsl` (Philox4x32-10 + Box–Muller) is prepended to the kernels that draw noise.
 
@@ -40,6 +42,9 @@ pub(crate) struct Kernels {
     pub linear: Kernel,
     pub step: Kernel,
     pub hal_score: Kernel,
+    pub probe: Kernel,
+    pub linear_jvp: Kernel,
+    pub postvar: Kernel,
 }
 
 #[derive(Clone, Copy)]
@@ -85,6 +90,24 @@ impl Kernels {
                 "hal_score",
                 Cow::Borrowed(include_str!("hal_score/hal_score.wgsl")),
                 &[Uniform, Read, ReadWrite],
+            ),
+            probe: build(
+                device,
+                "probe",
+                with_normals(include_str!("probe/probe.wgsl")),
+                &[Uniform, ReadWrite],
+            ),
+            linear_jvp: build(
+                device,
+                "linear_jvp",
+                Cow::Borrowed(include_str!("linear_jvp/linear_jvp.wgsl")),
+                &[Uniform, Read, Read, Read, ReadWrite],
+            ),
+            postvar: build(
+                device,
+                "postvar",
+                Cow::Borrowed(include_str!("postvar/postvar.wgsl")),
+                &[Uniform, DynamicUniform, Read, Read, Read, Read, ReadWrite],
             ),
         }
     }

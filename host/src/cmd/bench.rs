@@ -1,7 +1,8 @@
 //! `mirage bench train` / `mirage bench sample`: throughput of the trainer and of batched
 //! sampling with Hal, each reported beside the sgemm rate of a 10000×128 @ 128×128
 //! product measured in the same run with the same library (the machine's practical GEMM
-//! roofline, design.md §5), so figures compare across noisy, shared machines.
+//! roofline, design.md §5), so figures compare across noisy, shared machines. `bench
+//! sample` also times the exact posterior variance at t = 0 (issue 11's ≤ 1% target).
 //!
 //! FLOP counts follow `peers/peer_torch.py`: a forward pass is 2·(multiply-adds of every
 //! Linear) per sample — 328,704 for the paper's 2D network when the time branch is paid
@@ -14,9 +15,11 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::data::{Dataset, Named};
+use crate::detect::{DetectConfig, RunOptions, run_detectors};
 use crate::sample::{BatchDenoiser, SampleOptions, sample_batch};
 use crate::train::gemm::{Mat, gemm};
 use crate::train::{TrainConfig, Trainer};
+use mirage_core::detector::posterior_variance::PostVarConfig;
 use mirage_core::schedule::{Schedule, Spacing, compute_tables, table_len};
 use mirage_core::{BetaSchedule, MlpShape, Prediction, SamplerConfig};
 
@@ -40,7 +43,8 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
-    /// Batched sampling, 10,000 samples × 1000 steps with Hal.
+    /// Batched sampling, 10,000 samples × 1000 steps with Hal, and the posterior-variance
+    /// overhead at t = 0.
     Sample {
         /// Smaller sizes (2,000 samples × 200 steps).
         #[arg(long)]
@@ -245,12 +249,81 @@ fn bench_sample(quick: bool, threads: usize, chunk: usize) -> Result<()> {
     println!("{:<38} {:>12.1}", "sgemm GFLOP/s (after)", roof_after);
     println!("{:<38} {:>12}", "samples finite", finite);
     println!("{:<38} {:>12.3e}", "Hal median", hal_median);
+    let pv = bench_postvar(&den, &sched, n, threads, chunk)?;
     let j = json!({
         "bench": "sample", "samples": n, "steps": steps, "threads": threads, "chunk": chunk, "time_s": secs,
         "sample_steps_per_s": work / secs, "gflops_peer_count": g_peer, "gflops_x_path": g_x,
         "gemm_gflops": roof, "gemm_gflops_after": roof_after, "ratio_to_gemm_x_path": g_x / roof,
-        "extrapolated": false, "output_finite": finite, "hal_median": hal_median,
+        "extrapolated": false, "output_finite": finite, "hal_median": hal_median, "postvar": pv,
     });
     println!("{j}");
     Ok(())
+}
+
+/// The posterior-variance overhead: the detector runner with Hal K = 10 alone, with the
+/// exact tr J at t = 0 (d tangent passes per sample, each a primal and a tangent row of the
+/// batched JVP) and with one Hutchinson probe. The overhead is the detector's
+/// thread-seconds over the sampling thread-seconds of the same run (robust to load); the
+/// wall-clock times are printed beside it.
+fn bench_postvar(
+    den: &BatchDenoiser<'_>,
+    sched: &Schedule<'_>,
+    n: usize,
+    threads: usize,
+    chunk: usize,
+) -> Result<serde_json::Value> {
+    let dim = den.dim();
+    let opts = RunOptions {
+        seed: 1234,
+        threads,
+        chunk,
+    };
+    let configs: [(&str, Vec<PostVarConfig>); 3] = [
+        ("Hal K=10", vec![]),
+        ("Hal + postvar exact, t=0", vec![PostVarConfig::EXACT]),
+        (
+            "Hal + postvar 1 probe, t=0",
+            vec![PostVarConfig::one_probe(1234)],
+        ),
+    ];
+    println!();
+    println!("posterior variance at t = 0 ({n} samples, batched JVP on the GEMM path, {dim}D)");
+    println!(
+        "{:<28} {:>9} {:>14} {:>12} {:>14}",
+        "run", "wall [s]", "sampling [t·s]", "postvar [t·s]", "overhead [%]"
+    );
+    let mut rows = Vec::new();
+    for (name, postvar) in configs {
+        let passes: usize = postvar
+            .iter()
+            .map(|pc| pc.estimator.passes(dim) * pc.steps.len())
+            .sum();
+        let dc = DetectConfig {
+            hal_windows: vec![10],
+            path_window: 0,
+            postvar,
+            by_step: vec![],
+            by_step_window: 10,
+        };
+        let t = Instant::now();
+        let out = run_detectors(den, sched, &SamplerConfig::PAPER, n, &dc, &opts)?;
+        let wall = t.elapsed().as_secs_f64();
+        let pv_s = out.timing.postvar_s.iter().fold(0.0f64, |a, b| a + b);
+        let overhead = 100.0 * pv_s / out.timing.sampling_s;
+        println!(
+            "{name:<28} {wall:>9.3} {:>14.3} {pv_s:>12.4} {overhead:>14.3}",
+            out.timing.sampling_s
+        );
+        rows.push(json!({
+            "run": name, "wall_s": wall, "sampling_thread_s": out.timing.sampling_s,
+            "hal_thread_s": out.timing.hal_s, "postvar_thread_s": pv_s,
+            "overhead_percent": overhead, "tangent_passes_per_sample": passes,
+        }));
+    }
+    println!(
+        "extra denoiser calls per sample: exact = d = {dim} tangent passes, Hutchinson = m = 1 \
+         (each pass: one primal + one tangent row), vs {} sampling calls",
+        sched.steps()
+    );
+    Ok(serde_json::Value::Array(rows))
 }

@@ -7,17 +7,11 @@
 //! trained model, so the figures transfer. The CPU column is measured only up to
 //! `--cpu-max` samples (the CPU path is linear in the batch).
 
-use std::time::Instant;
-
-use anyhow::{Context, Result, ensure};
+use anyhow::Result;
 use clap::Args;
-use serde_json::json;
 
-use crate::sample::{BatchDenoiser, SampleOptions, sample_batch};
-use crate::train::Layout;
-use crate::train::draws::init_params;
-use mirage_core::schedule::{Schedule, Spacing, compute_tables, table_len};
-use mirage_core::{BetaSchedule, Clip, Mlp, MlpShape, SamplerConfig};
+#[cfg(feature = "gpu")]
+mod measure;
 
 /// Arguments of `mirage bench gpu`.
 #[derive(Args, Debug)]
@@ -43,106 +37,16 @@ pub struct BenchGpuArgs {
 ///
 /// # Errors
 /// No GPU adapter, a batch the device cannot hold, or a sampling failure.
+#[cfg(feature = "gpu")]
 pub fn run(args: &BenchGpuArgs) -> Result<()> {
-    let (batches, steps) = if args.quick {
-        (vec![256, 1024], 50)
-    } else {
-        (args.batches.clone(), args.steps)
-    };
-    ensure!(
-        !batches.is_empty() && steps >= 1,
-        "need at least one batch size and one step"
-    );
-    let shape = MlpShape::PAPER_2D;
-    let layout = Layout::new(shape)?;
-    let params = init_params(&layout, 1234);
-    let mlp = Mlp::new(shape, &params).map_err(|e| anyhow::anyhow!("model: {e}"))?;
-    let mut tables = vec![0.0f32; table_len(steps)];
-    compute_tables(
-        &BetaSchedule::PAPER,
-        1000,
-        &Spacing::Linspace,
-        steps,
-        &mut tables,
-    )
-    .map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
-    let sched =
-        Schedule::from_tables(&tables, steps).map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
-    let cfg = SamplerConfig {
-        clip: Clip::Symmetric(3.0),
-        ..SamplerConfig::PAPER
-    };
-    let ctx = mirage_gpu::GpuContext::new().context("bench gpu")?;
-    let sampler = mirage_gpu::GpuSampler::new(&ctx, &mlp, &sched, &cfg, 10).context("bench gpu")?;
-    let gpu = mirage_gpu::bench::run(&sampler, &batches).context("bench gpu")?;
-    let flop = mirage_gpu::bench::flop_per_sample_step(shape);
-    let mut rows = Vec::new();
-    if !args.json {
-        println!("mirage bench gpu — adapter: {}", ctx.describe());
-        println!(
-            "{:>9} {:>6} {:>11} {:>14} {:>10} {:>14} {:>10} {:>8}",
-            "batch",
-            "steps",
-            "gpu [s]",
-            "gpu smp·st/s",
-            "GFLOP/s",
-            "cpu smp·st/s",
-            "cpu GF/s",
-            "gpu/cpu"
-        );
-    }
-    for point in &gpu {
-        let cpu = (point.batch <= args.cpu_max)
-            .then(|| time_cpu(&layout, &params, &sched, &cfg, point.batch))
-            .transpose()?;
-        let work = (point.batch * steps) as f64;
-        let cpu_rate = cpu.map(|s| work / s);
-        if !args.json {
-            println!(
-                "{:>9} {:>6} {:>11.3} {:>14.3e} {:>10.2} {:>14} {:>10} {:>8}",
-                point.batch,
-                steps,
-                point.seconds,
-                point.sample_steps_per_s,
-                point.flops / 1e9,
-                cpu_rate.map_or("-".into(), |r| format!("{r:.3e}")),
-                cpu_rate.map_or("-".into(), |r| format!("{:.2}", r * flop / 1e9)),
-                cpu_rate.map_or("-".into(), |r| format!(
-                    "{:.2}",
-                    point.sample_steps_per_s / r
-                )),
-            );
-        }
-        rows.push(json!({
-            "batch": point.batch, "steps": steps, "gpu_s": point.seconds,
-            "gpu_sample_steps_per_s": point.sample_steps_per_s, "gpu_flops": point.flops,
-            "non_finite": point.non_finite, "cpu_s": cpu,
-            "cpu_sample_steps_per_s": cpu_rate, "gpu_over_cpu": cpu_rate.map(|r| point.sample_steps_per_s / r),
-        }));
-    }
-    let j = json!({
-        "bench": "gpu", "adapter": ctx.describe(), "flop_per_sample_step": flop,
-        "model": "paper 2D MLP (67,074 parameters), Xavier init, clip 3", "points": rows,
-    });
-    println!("{j}");
-    Ok(())
+    measure::run(args)
 }
 
-/// Seconds for the CPU batched path on the same model, configuration and batch.
-fn time_cpu(
-    layout: &Layout,
-    params: &[f32],
-    sched: &Schedule<'_>,
-    cfg: &SamplerConfig,
-    n: usize,
-) -> Result<f64> {
-    let den = BatchDenoiser::Mlp {
-        layout,
-        params,
-        prediction: cfg.prediction,
-    };
-    let opts = SampleOptions::new(0);
-    let start = Instant::now();
-    sample_batch(&den, sched, cfg, n, &opts, None)?;
-    Ok(start.elapsed().as_secs_f64())
+/// Refuses `mirage bench gpu`: this build has no GPU backend.
+///
+/// # Errors
+/// Always: `mirage` was built without the `gpu` feature.
+#[cfg(not(feature = "gpu"))]
+pub fn run(_args: &BenchGpuArgs) -> Result<()> {
+    Err(super::without_gpu())
 }

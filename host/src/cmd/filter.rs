@@ -9,6 +9,9 @@
 //! in-support scores); with `--by-step`, `by_step.json` and `by_step.png`: the AUROC of each
 //! detector read at step s (Hal and path over the K steps ending at s, posterior variance at
 //! step s) and what reading early would save (an abort at step s skips s of the S steps).
+//! With `--by-step`, "postvar best reading" is the posterior-variance reading (one step
+//! s ≤ 3, or tr J / tr Cov summed over the last 2, 3 or 5 steps) with the highest TPR on the
+//! calibration half, as Hal's best K; `--save-scores` adds `samples.npy` and `scores.npy`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,8 @@ use serde::Serialize;
 use crate::data::{Mixture, parse_mixture};
 use crate::detect::{DetectConfig, DetectOutput, RunOptions, knn_distances, run_detectors};
 use crate::io::atomic::write_atomic;
+use crate::io::matrix::Matrix;
+use crate::io::npy::write_npy;
 use crate::label::Labeller;
 use crate::metrics::{D5Config, D5Report, RocCurve, auroc, d5_threshold, score_d5};
 use crate::plot::roc_curves;
@@ -104,6 +109,10 @@ pub struct FilterArgs {
     /// Largest s of --by-step.
     #[arg(long, default_value_t = 200)]
     pub by_step_max: usize,
+    /// Also write `samples.npy` and `scores.npy` (one column per detector, then the
+    /// by-step posterior variance at s ≤ 10; names in filter.json's `score_columns`).
+    #[arg(long)]
+    pub save_scores: bool,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -244,6 +253,51 @@ pub struct DetectorRow {
     pub time_overhead: f64,
     /// Detector thread-seconds.
     pub seconds: f64,
+}
+
+/// The posterior-variance readings a "best reading" is chosen from (on the calibration half,
+/// like Hal's best K), from the by-step exact tr J: the single steps s = 0 … 3, and the sums
+/// over s = 0 … k−1 (k = 2, 3, 5) of tr J and of tr Cov = ((1 − ᾱ_s)/√ᾱ_s)·tr J.
+/// Each comes with the number of steps it reads. Readings whose steps were not
+/// read are left out.
+///
+/// # Errors
+/// A step outside the schedule.
+fn postvar_readings(
+    b: &crate::detect::ByStep,
+    sched: &Schedule<'_>,
+) -> Result<Vec<(String, Vec<f32>, usize)>> {
+    let at = |s: usize| b.steps.iter().position(|&x| x == s).map(|g| &b.postvar[g]);
+    let mut out = Vec::new();
+    for s in 0..4 {
+        if let Some(v) = at(s) {
+            out.push((format!("s={s}"), v.clone(), 1));
+        }
+    }
+    for cov in [false, true] {
+        for k in [2usize, 3, 5] {
+            let Some(cols) = (0..k).map(at).collect::<Option<Vec<_>>>() else {
+                continue;
+            };
+            let mut sum = vec![0.0f32; cols[0].len()];
+            for (s, col) in cols.iter().enumerate() {
+                let c = sched
+                    .coefs(s)
+                    .map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
+                let f = if cov {
+                    c.one_minus_alpha_bar / c.sqrt_alpha_bar
+                } else {
+                    1.0
+                };
+                for (acc, v) in sum.iter_mut().zip(col.iter()) {
+                    *acc += f * v;
+                }
+            }
+            let what = if cov { "tr Cov" } else { "tr J" };
+            out.push((format!("{what} s<{k}"), sum, k));
+        }
+    }
+    Ok(out)
 }
 
 /// The window K among `candidates` whose Hal has the highest TPR at the D5 threshold on the
@@ -433,11 +487,36 @@ pub fn run(args: &FilterArgs) -> Result<()> {
             )?;
         }
     }
+    if let (Some(b), true) = (out.by_step.as_ref(), want(DetectorArg::Postvar)) {
+        let sched = Schedule::from_tables(&loaded.tables, loaded.steps)
+            .map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
+        let readings = postvar_readings(b, &sched)?;
+        if !readings.is_empty() {
+            let scores: Vec<Vec<f32>> = readings.iter().map(|r| r.1.clone()).collect();
+            let idx: Vec<usize> = (0..readings.len()).collect();
+            let best = best_window_on_calibration(&idx, &scores, &hallucinated)?;
+            let (label, chosen, steps_read) = &readings[best];
+            // Time: the exact postvar's at t = 0 per step read (the by-step pass is untimed).
+            let per_step = postvar
+                .iter()
+                .position(|p| p.0 == "postvar")
+                .map_or(0.0, |j| out.timing.postvar_s[j]);
+            add(
+                format!("postvar best reading {label} (calibration)"),
+                chosen,
+                (*steps_read * dim) as f64,
+                per_step * *steps_read as f64,
+            )?;
+        }
+    }
     if want(DetectorArg::Knn) {
         let t0 = Instant::now();
         let knn = knn_distances(&out.samples, dim, args.knn_k, args.model.threads)?;
         let secs = t0.elapsed().as_secs_f64() * args.model.threads as f64;
         add(format!("knn k={}", args.knn_k), &knn, 0.0, secs)?;
+    }
+    if args.save_scores {
+        save_scores(&args.out, &out, &rows, &all_scores)?;
     }
     write_reports(
         args,
@@ -448,6 +527,58 @@ pub fn run(args: &FilterArgs) -> Result<()> {
         best_k,
         sampling_wall,
     )
+}
+
+/// Writes `samples.npy` and `scores.npy` (`[n, columns]`) into `dir`; returns nothing, the
+/// column names are [`score_columns`].
+///
+/// # Errors
+/// Unwritable directory.
+fn save_scores(
+    dir: &Path,
+    out: &DetectOutput,
+    rows: &[DetectorRow],
+    all_scores: &[Vec<f32>],
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let n = out.samples.len() / out.dim;
+    let mut cols: Vec<&[f32]> = all_scores.iter().map(Vec::as_slice).collect();
+    if let Some(b) = &out.by_step {
+        cols.extend(
+            b.steps
+                .iter()
+                .zip(&b.postvar)
+                .filter(|(s, _)| **s <= SAVED_STEPS)
+                .map(|(_, v)| v.as_slice()),
+        );
+    }
+    let data: Vec<f32> = (0..n)
+        .flat_map(|i| cols.iter().map(move |c| c[i]))
+        .collect();
+    write_npy(&dir.join("scores.npy"), &Matrix::new(n, cols.len(), data)?)?;
+    write_npy(
+        &dir.join("samples.npy"),
+        &Matrix::new(n, out.dim, out.samples.clone())?,
+    )?;
+    debug_assert_eq!(score_columns(rows, out).len(), cols.len());
+    Ok(())
+}
+
+/// By-step posterior-variance columns saved by `--save-scores`: s ≤ this.
+const SAVED_STEPS: usize = 10;
+
+/// Names of the columns of `scores.npy`.
+fn score_columns(rows: &[DetectorRow], out: &DetectOutput) -> Vec<String> {
+    let mut names: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
+    if let Some(b) = &out.by_step {
+        names.extend(
+            b.steps
+                .iter()
+                .filter(|s| **s <= SAVED_STEPS)
+                .map(|s| format!("postvar s={s}")),
+        );
+    }
+    names
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -530,6 +661,7 @@ fn write_reports(
         "sampling_thread_s": out.timing.sampling_s,
         "detectors": rows,
         "by_step": by_step,
+        "score_columns": args.save_scores.then(|| score_columns(rows, out)),
     });
     write_atomic(
         &dir.join("filter.json"),
@@ -662,6 +794,7 @@ mod tests {
             n: 600,
             by_step: true,
             by_step_max: 12,
+            save_scores: true,
             out: dir.path().to_path_buf(),
         };
         run(&args).unwrap();
@@ -671,6 +804,8 @@ mod tests {
             "roc.png",
             "by_step.json",
             "by_step.png",
+            "samples.npy",
+            "scores.npy",
         ] {
             assert!(dir.path().join(f).is_file(), "{f}");
         }
@@ -683,8 +818,25 @@ mod tests {
             .iter()
             .map(|d| d["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names.len(), 7, "{names:?}");
+        assert_eq!(names.len(), 8, "{names:?}");
         assert!(names.contains(&"postvar1") && names.contains(&"knn k=5"));
+        assert!(names[6].starts_with("postvar best reading "), "{names:?}");
+        // scores.npy: the 8 detectors and postvar at s = 0 … 10, sample-major.
+        let cols = json["score_columns"].as_array().unwrap();
+        assert_eq!(cols.len(), 8 + 11);
+        let m = crate::io::npy::read_npy(
+            &dir.path().join("scores.npy"),
+            crate::io::matrix::NonFinite::Allow,
+        )
+        .unwrap()
+        .matrix;
+        assert_eq!((m.rows(), m.cols()), (600, 19));
+        // Column "postvar s=0" equals the streamed exact postvar (d = 1: column 4).
+        assert_eq!(cols[3], "postvar");
+        assert_eq!(cols[8], "postvar s=0");
+        for i in 0..600 {
+            assert_eq!(m.data()[i * 19 + 3], m.data()[i * 19 + 8]);
+        }
         let by = &json["by_step"]["detectors"]["postvar"]["auroc"];
         assert_eq!(by.as_array().unwrap().len(), 13);
         // Neither source, or both, is refused.

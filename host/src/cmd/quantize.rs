@@ -1,6 +1,8 @@
 //! `mirage quantize`: post-training quantisation of an f32 `.mrg` into a q8 or q16 `.mrg`
 //! (kinds 2 and 3; fixed-point network in `mirage_core::quant`), with a per-layer error
-//! report against the f32 network on calibration-independent trajectories.
+//! report against the f32 network on calibration-independent trajectories. `--tables sampler`
+//! keeps only the schedule tables the paper's sampler reads (the int8 2D model then fits a
+//! 128 KB flash).
 
 use std::path::PathBuf;
 
@@ -9,8 +11,10 @@ use clap::{Args, ValueEnum};
 
 use crate::io::atomic::write_atomic;
 use crate::quant::{
-    ErrorMode, LayerError, layer_errors, quantize_file, ranges, read_model, trajectory_states,
+    ErrorMode, LayerError, layer_errors, quantize_file_with_tables, ranges, read_model,
+    trajectory_states,
 };
+use mirage_core::SamplerConfig;
 use mirage_core::format::ModelFile;
 use mirage_core::quant::QuantKind;
 
@@ -21,6 +25,18 @@ pub enum KindArg {
     Q8,
     /// Kind 3: i16 weights (per-channel), i16 activations.
     Q16,
+}
+
+/// Which schedule tables the written model stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TablesArg {
+    /// All 18 tables of the input (any sampler configuration works).
+    All,
+    /// Only the tables the paper's sampler reads (DDPM, fixed-large σ, no clipping, no
+    /// Epsilon Scaling, the model's prediction type; Hal reads none): five tables, 20 KB
+    /// instead of 72 KB at T = 1000, for a microcontroller's flash. Other samplers refuse
+    /// such a file with a missing-table error.
+    Sampler,
 }
 
 /// Arguments of `mirage quantize`.
@@ -44,6 +60,9 @@ pub struct QuantizeArgs {
     /// the calibration states).
     #[arg(long, default_value_t = 4)]
     pub eval_trajectories: u32,
+    /// Schedule tables to store.
+    #[arg(long, value_enum, default_value_t = TablesArg::All)]
+    pub tables: TablesArg,
     /// Seed of the calibration trajectories.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
@@ -79,7 +98,15 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         args.stride,
     )?;
     let r = ranges(&mlp, &calib)?;
-    let out = quantize_file(&file, &r, kind)?;
+    let tables = match args.tables {
+        TablesArg::All => file.header().tables,
+        TablesArg::Sampler => SamplerConfig {
+            prediction: file.header().prediction,
+            ..SamplerConfig::PAPER
+        }
+        .tables(),
+    };
+    let out = quantize_file_with_tables(&file, &r, kind, tables)?;
     let eval_seed = args.seed.wrapping_add(1);
     let eval = trajectory_states(
         &mlp,

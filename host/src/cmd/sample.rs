@@ -240,6 +240,10 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         threads: args.threads,
         chunk: args.chunk,
     };
+    #[cfg(not(feature = "gpu"))]
+    if args.backend == Backend::Gpu {
+        return Err(super::without_gpu());
+    }
     if args.backend == Backend::Gpu && args.model.is_none() {
         bail!(
             "--backend gpu needs --model FILE.mrg (the exact mixture denoiser runs on the CPU only)"
@@ -312,6 +316,7 @@ pub fn run(args: &SampleArgs) -> Result<()> {
 
 /// Samples `args.n` trajectories of `mlp` on the GPU, sample indices 0..n, so each
 /// sample's noise equals the CPU path's.
+#[cfg(feature = "gpu")]
 fn sample_gpu(
     mlp: &mirage_core::Mlp<'_>,
     sched: &Schedule<'_>,
@@ -329,6 +334,17 @@ fn sample_gpu(
         samples: out.samples,
         hal: out.hal,
     })
+}
+
+/// Without the `gpu` feature `run` refuses `--backend gpu` before this is reached.
+#[cfg(not(feature = "gpu"))]
+fn sample_gpu(
+    _mlp: &mirage_core::Mlp<'_>,
+    _sched: &Schedule<'_>,
+    _cfg: &SamplerConfig,
+    _args: &SampleArgs,
+) -> Result<SampleOutput> {
+    Err(super::without_gpu())
 }
 
 fn print_summary(source: &str, dataset: &str, mixture: &Mixture, out: &SampleOutput) -> Result<()> {

@@ -6,8 +6,8 @@
 //! the MLP through batched GEMMs with the time branch once per step), so the samples and the
 //! Hal scores equal `sample_batch`'s bit for bit; the detectors are core's
 //! [`Hal`], [`PathLength`] and [`PosteriorVariance`] fed after every step. The posterior
-//! variance uses core's per-sample forward-mode JVP ([`Denoiser::predict_jvp`]; the batched
-//! trainer MLP has no tangent pass), over blocks of 64 samples per call.
+//! variance of the MLP takes its JVP from [`BatchJvpMlp`] (a block of 64 samples per call,
+//! tangents as extra GEMM rows); other denoisers use their own [`Denoiser::predict_jvp`].
 //!
 //! Timing: each detector's `observe` calls and the sampling work (model + step) are timed
 //! separately per chunk and summed over threads (thread-seconds), so overhead ratios do not
@@ -21,8 +21,10 @@ use std::time::Instant;
 
 use anyhow::{Result, bail, ensure};
 
+use super::jvp::BatchJvpMlp;
 use crate::sample::BatchDenoiser;
 use crate::train::net::{Acts, BatchMlp, TimeBranch, TimeRows};
+use mirage_core::Denoiser;
 use mirage_core::detector::posterior_variance::{
     PostVarConfig, Scale, TraceEstimator, posterior_variance, scratch_len,
 };
@@ -30,7 +32,6 @@ use mirage_core::detector::{Detector, Hal, PathLength, PosteriorVariance};
 use mirage_core::noise::{STREAM_INIT, STREAM_STEP, fill_normals};
 use mirage_core::sampler::{SamplerConfig, step};
 use mirage_core::schedule::{Schedule, Table};
-use mirage_core::{Denoiser, Mlp};
 
 fn core_err(e: mirage_core::Error) -> anyhow::Error {
     anyhow::anyhow!("{e}")
@@ -163,16 +164,14 @@ pub fn run_detectors(
         .iter()
         .map(|&t| t as u32)
         .collect();
-    let (time, core_mlp) = match den {
+    let (time, jvp_mlp) = match den {
         BatchDenoiser::Mlp {
             layout,
             params,
             prediction,
         } => {
             ensure!(params.len() == layout.len, "parameter vector length");
-            let mlp = Mlp::new(layout.shape, params)
-                .map_err(core_err)?
-                .with_prediction(*prediction);
+            let mlp = BatchJvpMlp::new(layout, params, *prediction).map_err(core_err)?;
             (
                 Some(TimeBranch::compute(layout, params, &model_t)),
                 Some(mlp),
@@ -180,7 +179,7 @@ pub fn run_detectors(
         }
         BatchDenoiser::PerSample(_) => (None, None),
     };
-    let jvp_den: &(dyn Denoiser + Sync) = match (den, core_mlp.as_ref()) {
+    let jvp_den: &(dyn Denoiser + Sync) = match (den, jvp_mlp.as_ref()) {
         (BatchDenoiser::PerSample(d), _) => *d,
         (BatchDenoiser::Mlp { .. }, Some(m)) => m,
         _ => bail!("internal: no JVP denoiser"),

@@ -280,3 +280,156 @@ fn runner_mlp_postvar_equals_core_function_on_its_x_t() {
         .to_string();
     assert!(err.contains("by-step"), "{err}");
 }
+
+/// Random parameters of `shape` (LayerNorm gains near 1, everything else in ±0.3).
+fn random_mlp(shape: mirage_core::MlpShape, seed: u64) -> (Layout, Vec<f32>) {
+    let layout = Layout::new(shape).unwrap();
+    let mut s = seed;
+    let mut params: Vec<f32> = (0..layout.len)
+        .map(|_| (0.6 * (lcg(&mut s) - 0.5)) as f32)
+        .collect();
+    let w = shape.width;
+    for g in [layout.n1_g, layout.n2_g, layout.no_g] {
+        for v in &mut params[g..g + w] {
+            *v += 1.0;
+        }
+    }
+    (layout, params)
+}
+
+/// max |a − b| / max |b| over a batch.
+fn max_rel(a: &[f32], b: &[f32]) -> f64 {
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max(f64::from((x - y).abs())));
+    diff / scale
+}
+
+#[test]
+fn batched_jvp_matches_core_per_sample_jvp() {
+    use mirage_core::{Denoiser, Mlp, MlpShape};
+    let shapes = [
+        // The paper's 1D and 2D networks, and a D > 2 one.
+        MlpShape {
+            dim: 1,
+            width: 128,
+            blocks: 3,
+            temb_dim: 128,
+        },
+        MlpShape {
+            dim: 2,
+            width: 128,
+            blocks: 3,
+            temb_dim: 128,
+        },
+        MlpShape {
+            dim: 5,
+            width: 24,
+            blocks: 2,
+            temb_dim: 16,
+        },
+    ];
+    let mut worst = 0.0f64;
+    for (k, shape) in shapes.into_iter().enumerate() {
+        let (layout, params) = random_mlp(shape, 11 + k as u64);
+        let d = shape.dim;
+        let core = Mlp::new(shape, &params)
+            .unwrap()
+            .with_prediction(Prediction::Epsilon);
+        let batched = BatchJvpMlp::new(&layout, &params, Prediction::Epsilon).unwrap();
+        assert_eq!(batched.dim(), d);
+        let mut s = 40 + k as u64;
+        // 130 samples: two full blocks of 64 and a short one; then a single sample.
+        for n in [130usize, 1] {
+            let x: Vec<f32> = (0..n * d)
+                .map(|_| (6.0 * lcg(&mut s) - 3.0) as f32)
+                .collect();
+            let u: Vec<f32> = (0..n * d)
+                .map(|_| (2.0 * lcg(&mut s) - 1.0) as f32)
+                .collect();
+            for t in [0u32, 7, 500, 999] {
+                let mut want = (vec![0.0f32; n * d], vec![0.0f32; n * d]);
+                let mut cs = vec![0.0f32; core.scratch_len()];
+                core.predict_jvp(t, &x, &u, &mut want.0, &mut want.1, &mut cs)
+                    .unwrap();
+                let mut got = (vec![0.0f32; n * d], vec![0.0f32; n * d]);
+                let mut bs = vec![0.0f32; batched.scratch_len()];
+                batched
+                    .predict_jvp(t, &x, &u, &mut got.0, &mut got.1, &mut bs)
+                    .unwrap();
+                let (rp, rt) = (max_rel(&got.0, &want.0), max_rel(&got.1, &want.1));
+                assert!(
+                    rp <= 1e-4 && rt <= 1e-4,
+                    "{shape:?} n {n} t {t}: primal {rp:.2e}, tangent {rt:.2e}"
+                );
+                worst = worst.max(rt);
+                // `predict` is core's.
+                let mut p = vec![0.0f32; n * d];
+                batched.predict(t, &x, &mut p, &mut bs).unwrap();
+                assert!(max_rel(&p, &want.0) <= 1e-5);
+            }
+        }
+    }
+    println!("batched vs core JVP: max relative difference {worst:.2e}");
+}
+
+#[test]
+fn batched_jvp_gives_core_posterior_variance_and_refuses_bad_input() {
+    use mirage_core::detector::posterior_variance::{posterior_variance, scratch_len};
+    use mirage_core::{Denoiser, Error, Mlp, MlpShape};
+    let shape = MlpShape {
+        dim: 2,
+        width: 32,
+        blocks: 3,
+        temb_dim: 16,
+    };
+    let (layout, params) = random_mlp(shape, 5);
+    let core = Mlp::new(shape, &params).unwrap();
+    let batched = BatchJvpMlp::new(&layout, &params, Prediction::Epsilon).unwrap();
+    let t = tables(50);
+    let sched = Schedule::from_tables(&t, 50).unwrap();
+    let n = 100;
+    let mut s = 8u64;
+    let x: Vec<f32> = (0..2 * n)
+        .map(|_| (4.0 * lcg(&mut s) - 2.0) as f32)
+        .collect();
+    for estimator in [
+        TraceEstimator::Exact,
+        TraceEstimator::Hutchinson { probes: 3, seed: 2 },
+    ] {
+        for (i, scale) in [(0usize, Scale::Jacobian), (3, Scale::Covariance)] {
+            let score = |den: &dyn Denoiser| {
+                let (mut tr, mut fr) = (vec![0.0f32; n], vec![0.0f32; n]);
+                let mut scratch = vec![0.0f32; scratch_len(den.scratch_len(), 2, n)];
+                posterior_variance(
+                    den,
+                    &sched,
+                    i,
+                    &x,
+                    estimator,
+                    scale,
+                    9,
+                    &mut tr,
+                    &mut fr,
+                    &mut scratch,
+                )
+                .unwrap();
+                (tr, fr)
+            };
+            let (want, got) = (score(&core), score(&batched));
+            assert!(max_rel(&got.0, &want.0) <= 1e-4, "{estimator:?} step {i}");
+            assert!(max_rel(&got.1, &want.1) <= 1e-4, "{estimator:?} step {i}");
+        }
+    }
+    let mut scratch = vec![0.0f32; batched.scratch_len()];
+    let (mut o, mut to) = (vec![0.0f32; 4], vec![0.0f32; 4]);
+    let short_tangent = batched.predict_jvp(0, &x[..4], &x[..2], &mut o, &mut to, &mut scratch);
+    assert_eq!(short_tangent, Err(Error::LengthMismatch("tangent")));
+    let odd = batched.predict_jvp(0, &x[..3], &x[..3], &mut o[..3], &mut to[..3], &mut scratch);
+    assert!(matches!(odd, Err(Error::LengthMismatch(_))));
+    let small = batched.predict_jvp(0, &x[..4], &x[..4], &mut o, &mut to, &mut scratch[..10]);
+    assert_eq!(small, Err(Error::BufferTooSmall("scratch")));
+    assert!(BatchJvpMlp::new(&layout, &params[1..], Prediction::Epsilon).is_err());
+}

@@ -12,8 +12,10 @@ use mirage_core::format::{ModelFile, ModelHeader, ModelKind, encoded_len, write_
 use mirage_core::quant::{
     QuantKind, QuantMlp, Ranges, quantize_into, quantize_scratch_len, section_len,
 };
+use mirage_core::schedule::TableSet;
 use mirage_core::{
-    Detector, Error, Mlp, SamplerConfig, Schedule, Tap, sample_trajectory, trajectory_scratch_len,
+    Detector, Error, Mlp, SamplerConfig, Schedule, Table, Tap, sample_trajectory,
+    trajectory_scratch_len,
 };
 
 /// States x_t (with their model timestep) visited by sampled trajectories.
@@ -139,6 +141,29 @@ pub fn model_kind(kind: QuantKind) -> ModelKind {
 /// # Errors
 /// If `file` is not an f32 model, or core's quantiser or writer refuses.
 pub fn quantize_file(file: &ModelFile<'_>, ranges: &Ranges, kind: QuantKind) -> Result<Vec<u8>> {
+    quantize_file_with_tables(file, ranges, kind, file.header().tables)
+}
+
+/// As [`quantize_file`], storing only the schedule tables of `tables` (e.g. those
+/// [`SamplerConfig::tables`] names, for a microcontroller's flash).
+///
+/// # Errors
+/// As [`quantize_file`]; if `file` lacks one of `tables`.
+pub fn quantize_file_with_tables(
+    file: &ModelFile<'_>,
+    ranges: &Ranges,
+    kind: QuantKind,
+    tables: TableSet,
+) -> Result<Vec<u8>> {
+    let schedule = file.schedule();
+    schedule
+        .require(tables)
+        .map_err(|e| anyhow!("the input model cannot supply the tables asked for: {e}"))?;
+    let stored: Vec<f32> = Table::ALL
+        .into_iter()
+        .filter(|&which| tables.contains(which))
+        .flat_map(|which| schedule.table(which).iter().copied())
+        .collect();
     let mlp = file
         .mlp()
         .map_err(|e| anyhow!("the input must be an f32 model: {e}"))?;
@@ -158,10 +183,11 @@ pub fn quantize_file(file: &ModelFile<'_>, ranges: &Ranges, kind: QuantKind) -> 
     let qheader = ModelHeader {
         kind: model_kind(kind),
         ..*header
-    };
+    }
+    .with_tables(tables);
     let len = encoded_len(&qheader).map_err(|e| anyhow!("header: {e}"))?;
     let mut out = vec![0u8; len];
-    let n = write_quant_model(&qheader, file.schedule().data(), &section, &mut out)
+    let n = write_quant_model(&qheader, &stored, &section, &mut out)
         .map_err(|e| anyhow!("writer: {e}"))?;
     out.truncate(n);
     Ok(out)

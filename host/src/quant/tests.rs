@@ -67,3 +67,57 @@ fn quantized_files_meet_the_per_layer_budget_on_fresh_trajectories() {
     let err = quantize_file(&q8.model("q8").unwrap(), &r, QuantKind::Q16).unwrap_err();
     assert!(err.to_string().contains("f32 model"), "{err}");
 }
+
+#[test]
+fn sampler_table_subset_samples_the_same_bits() {
+    use mirage_core::HalSingle;
+    let f = f32_model();
+    let file = f.model("f32").unwrap();
+    let mlp = file.mlp().unwrap();
+    let r = ranges(
+        &mlp,
+        &trajectory_states(&mlp, &file.schedule(), 2, 11, 4).unwrap(),
+    )
+    .unwrap();
+    let needed = SamplerConfig::PAPER.tables();
+    let full = AlignedBytes::new(&quantize_file(&file, &r, QuantKind::Q8).unwrap());
+    let subset = quantize_file_with_tables(&file, &r, QuantKind::Q8, needed).unwrap();
+    assert_eq!(
+        full.bytes().len() - subset.len(),
+        4 * (18 - needed.len()) * T
+    );
+    let subset = AlignedBytes::new(&subset);
+    assert_eq!(subset.model("q8").unwrap().header().tables, needed);
+    let sample = |bytes: &AlignedBytes, i: u32| {
+        let file = bytes.model("q8").unwrap();
+        let q = file.quant_mlp().unwrap();
+        let mut hal = HalSingle::<2>::new(10).unwrap();
+        let mut scratch = vec![0.0f32; trajectory_scratch_len(q.scratch_len(), 2)];
+        let (mut x, mut x0) = ([0.0f32; 2], [0.0f32; 2]);
+        sample_trajectory(
+            &q,
+            &file.schedule(),
+            &SamplerConfig::PAPER,
+            5,
+            i,
+            &mut x,
+            &mut x0,
+            &mut hal,
+            &mut scratch,
+        )
+        .unwrap();
+        (x.map(f32::to_bits), hal.score().unwrap().to_bits())
+    };
+    for i in 0..3 {
+        assert_eq!(sample(&full, i), sample(&subset, i), "sample {i}");
+    }
+    // A file without all tables cannot supply them again.
+    let err = quantize_file_with_tables(
+        &subset.model("q8").unwrap(),
+        &r,
+        QuantKind::Q8,
+        TableSet::ALL,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("ModelT"), "{err}");
+}

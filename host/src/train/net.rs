@@ -194,7 +194,7 @@ impl Acts {
 /// LayerNorm of each row of `input` (`[rows, w]`), affine (`gamma`, `beta`), optionally
 /// followed by LReLU; saves x̂ and 1/σ for the backward pass.
 #[allow(clippy::too_many_arguments)]
-fn layer_norm_rows(
+pub(crate) fn layer_norm_rows(
     input: &[f32],
     w: usize,
     gamma: &[f32],
@@ -227,7 +227,7 @@ fn layer_norm_rows(
 /// ((s₀+s₄)+(s₂+s₆))+((s₁+s₅)+(s₃+s₇)), then the tail: a fixed order LLVM can vectorise
 /// (a single running sum is a 128-long chain of dependent adds per row).
 #[inline(always)]
-fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+pub(crate) fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let (chunks, rest) = x.as_chunks::<8>();
     let mut acc = [0.0f32; 8];
     for c in chunks {

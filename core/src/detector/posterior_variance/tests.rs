@@ -817,3 +817,41 @@ fn bad_input_gets_typed_errors_or_infinite_scores() {
         Err(Error::Unsupported("jvp"))
     );
 }
+
+#[test]
+fn schedule_without_the_score_tables_is_refused() {
+    let tables = paper_tables();
+    let full = Schedule::from_tables(&tables, T).unwrap();
+    let m = mix(2, 3, 4);
+    let gmm = ExactGmm::new(2, &m.means, &m.stds, &m.weights, full, Prediction::Epsilon).unwrap();
+    // The paper sampler's subset (a `--tables sampler` file) lacks √ᾱ and 1 − ᾱ.
+    let set = SamplerConfig::PAPER.tables();
+    let data: Vec<f32> = Table::ALL
+        .iter()
+        .filter(|&&t| set.contains(t))
+        .flat_map(|&t| full.table(t).iter().copied())
+        .collect();
+    let subset = Schedule::from_table_subset(&data, T, set).unwrap();
+    let mut scratch = vec![0.0; scratch_len(gmm.scratch_len(), 2, 1)];
+    let (mut t, mut f) = ([0.0f32], [0.0f32]);
+    let x = [0.1f32, -0.2];
+    let mut run = |s: &Schedule| {
+        posterior_variance(
+            &gmm,
+            s,
+            5,
+            &x,
+            TraceEstimator::Exact,
+            Scale::Jacobian,
+            0,
+            &mut t,
+            &mut f,
+            &mut scratch,
+        )
+    };
+    assert_eq!(run(&full), Ok(()));
+    assert_eq!(
+        run(&subset),
+        Err(Error::MissingTable(Table::OneMinusAlphaBar.name()))
+    );
+}
