@@ -8,7 +8,8 @@
 //! - `probe`, `linear_jvp`, `postvar`: the posterior-variance score (tangent directions, the
 //!   tangent of one layer, the per-sample trace and Frobenius norm of ∂x̂0/∂x_t).
 //!
-//! `common/normal.wgsl` (Philox4x32-10 + Box–Muller) is prepended to the kernels that draw noise.
+//! `common/normal.wgsl` (Philox4x32-10 + Box–Muller) is prepended to the kernels that draw noise,
+//! and `common/step_params.wgsl` (the per-step coefficients uniform) to `step` and `postvar`.
 
 use std::borrow::Cow;
 
@@ -27,6 +28,7 @@ pub(crate) mod linear_flags {
 }
 
 const NORMAL_LIB: &str = include_str!("common/normal.wgsl");
+const STEP_PARAMS: &str = include_str!("common/step_params.wgsl");
 
 /// A pipeline and the layout of its single bind group.
 #[derive(Debug)]
@@ -59,6 +61,7 @@ impl Kernels {
     pub(crate) fn new(device: &wgpu::Device) -> Self {
         use Slot::{DynamicUniform, Read, ReadWrite, Uniform};
         let with_normals = |src: &str| Cow::Owned(format!("{NORMAL_LIB}\n{src}"));
+        let with_step_params = |src: &str| Cow::Owned(format!("{STEP_PARAMS}\n{src}"));
         Self {
             noise: build(
                 device,
@@ -75,7 +78,10 @@ impl Kernels {
             step: build(
                 device,
                 "step",
-                with_normals(include_str!("step/step.wgsl")),
+                with_normals(&format!(
+                    "{STEP_PARAMS}\n{}",
+                    include_str!("step/step.wgsl")
+                )),
                 &[
                     Uniform,
                     DynamicUniform,
@@ -106,7 +112,7 @@ impl Kernels {
             postvar: build(
                 device,
                 "postvar",
-                Cow::Borrowed(include_str!("postvar/postvar.wgsl")),
+                with_step_params(include_str!("postvar/postvar.wgsl")),
                 &[Uniform, DynamicUniform, Read, Read, Read, Read, ReadWrite],
             ),
         }

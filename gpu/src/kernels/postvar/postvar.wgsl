@@ -18,29 +18,6 @@ struct PostVar {
     row_stride: u32,
 }
 
-struct StepParams {
-    step: u32,
-    prediction: u32,
-    method: u32,
-    clip: u32,
-    clip_r: f32,
-    lambda: f32,
-    sigma: f32,
-    dir_coef: f32,
-    sqrt_alpha_bar: f32,
-    sqrt_one_minus_alpha_bar: f32,
-    inv_sqrt_alpha_bar: f32,
-    sqrt_recip_alpha_bar_minus_one: f32,
-    inv_sqrt_alpha: f32,
-    eps_coef: f32,
-    posterior_c1: f32,
-    posterior_c2: f32,
-    sqrt_alpha_bar_prev: f32,
-    cov_factor: f32,
-    pad0: u32,
-    pad1: u32,
-}
-
 const FLAG_HUTCHINSON: u32 = 1u;
 const FLAG_COVARIANCE: u32 = 2u;
 const PRED_EPSILON: u32 = 0u;
