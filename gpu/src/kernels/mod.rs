@@ -9,7 +9,9 @@
 //!   tangent of one layer, the per-sample trace and Frobenius norm of ∂x̂0/∂x_t).
 //!
 //! `common/normal.wgsl` (Philox4x32-10 + Box–Muller) is prepended to the kernels that draw noise,
-//! and `common/step_params.wgsl` (the per-step coefficients uniform) to `step` and `postvar`.
+//! `common/step_params.wgsl` (the per-step coefficients uniform) to `step` and `postvar`, and
+//! `common/tile.wgsl` (the GEMM tile: weight load and 4×4 register multiply) to `linear` and
+//! `linear_jvp`.
 
 use std::borrow::Cow;
 
@@ -29,6 +31,7 @@ pub(crate) mod linear_flags {
 
 const NORMAL_LIB: &str = include_str!("common/normal.wgsl");
 const STEP_PARAMS: &str = include_str!("common/step_params.wgsl");
+const TILE_LIB: &str = include_str!("common/tile.wgsl");
 
 /// A pipeline and the layout of its single bind group.
 #[derive(Debug)]
@@ -72,7 +75,10 @@ impl Kernels {
             linear: build(
                 device,
                 "linear",
-                Cow::Borrowed(include_str!("linear/linear.wgsl")),
+                Cow::Owned(format!(
+                    "{TILE_LIB}\n{}",
+                    include_str!("linear/linear.wgsl")
+                )),
                 &[Uniform, DynamicUniform, Read, Read, Read, ReadWrite],
             ),
             step: build(
@@ -106,7 +112,10 @@ impl Kernels {
             linear_jvp: build(
                 device,
                 "linear_jvp",
-                Cow::Borrowed(include_str!("linear_jvp/linear_jvp.wgsl")),
+                Cow::Owned(format!(
+                    "{TILE_LIB}\n{}",
+                    include_str!("linear_jvp/linear_jvp.wgsl")
+                )),
                 &[Uniform, Read, Read, Read, ReadWrite],
             ),
             postvar: build(

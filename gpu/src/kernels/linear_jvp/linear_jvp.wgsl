@@ -25,8 +25,6 @@ const FLAG_LN: u32 = 1u;
 const FLAG_LRELU: u32 = 2u;
 const FLAG_ACCUMULATE: u32 = 16u;
 
-const TILE: u32 = 64u;
-const KC: u32 = 16u;
 const LN_EPS: f32 = 1e-5;
 const SLOPE: f32 = 0.02;
 
@@ -36,8 +34,6 @@ const SLOPE: f32 = 0.02;
 @group(0) @binding(3) var<storage, read> src: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
 
-var<workgroup> a_tile: array<f32, 1024>; // [64 rows][16 k]
-var<workgroup> b_tile: array<f32, 1024>; // [16 k][64 cols]
 var<workgroup> row_mean: array<f32, 64>;
 var<workgroup> row_rstd: array<f32, 64>;
 var<workgroup> row_tmean: array<f32, 64>;
@@ -120,31 +116,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
                 v = tangent_prologue(src[row * k_len + k], k, r, row);
             }
             a_tile[e] = v;
-
-            let c = e % TILE;
-            let kb = e / TILE;
-            let col = col0 + c;
-            let kw = k0 + kb;
-            var w = 0.0;
-            if (col < layer.fan_out && kw < k_len) {
-                w = params[layer.w_off + col * k_len + kw];
-            }
-            b_tile[kb * TILE + c] = w;
+            load_weight(e, col0, k0, k_len);
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < KC; kk = kk + 1u) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var q = 0u; q < 4u; q = q + 1u) {
-                a[q] = a_tile[(lid.y + q * 16u) * KC + kk];
-                b[q] = b_tile[kk * TILE + lid.x + q * 16u];
-            }
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                for (var j = 0u; j < 4u; j = j + 1u) {
-                    acc[i * 4u + j] = acc[i * 4u + j] + a[i] * b[j];
-                }
-            }
-        }
+        mac_tiles(lid, &acc);
         workgroupBarrier();
     }
 
