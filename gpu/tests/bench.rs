@@ -8,28 +8,35 @@ use mirage_core::sampler::{Clip, SamplerConfig};
 use mirage_core::schedule::Schedule;
 use mirage_gpu::{GpuSampler, bench};
 
-#[test]
-fn bench_reports_consistent_figures() {
-    let Some(ctx) = common::context() else { return };
-    let shape = MlpShape {
-        dim: 2,
-        width: 16,
-        blocks: 1,
-        temb_dim: 4,
-    };
-    let params = common::random_params(shape, 4);
-    let mlp = common::mlp(shape, &params);
+/// The benched network: D = 2, W = 16, one block, 8 paper steps, clip 3.
+const SHAPE: MlpShape = MlpShape {
+    dim: 2,
+    width: 16,
+    blocks: 1,
+    temb_dim: 4,
+};
+
+/// A sampler of [`SHAPE`] with fixed random weights.
+fn sampler(ctx: &mirage_gpu::GpuContext) -> GpuSampler {
+    let params = common::random_params(SHAPE, 4);
+    let mlp = common::mlp(SHAPE, &params);
     let tables = common::paper_tables(8);
     let schedule = Schedule::from_tables(&tables, 8).unwrap();
     let cfg = SamplerConfig {
         clip: Clip::Symmetric(3.0),
         ..SamplerConfig::PAPER
     };
-    let gpu = GpuSampler::new(&ctx, &mlp, &schedule, &cfg, 10).unwrap();
+    GpuSampler::new(ctx, &mlp, &schedule, &cfg, 10).unwrap()
+}
+
+#[test]
+fn bench_reports_consistent_figures() {
+    let Some(ctx) = common::context() else { return };
+    let gpu = sampler(&ctx);
     let points = bench::run(&gpu, &[3, 65]).unwrap();
     assert_eq!(points.len(), 2);
     // 2·(D·W + 2·blocks·W² + W·D) = 2·(32 + 512 + 32)
-    assert_eq!(bench::flop_per_sample_step(shape), 1152.0);
+    assert_eq!(bench::flop_per_sample_step(SHAPE), 1152.0);
     assert_eq!(bench::flop_per_sample_step(MlpShape::PAPER_2D), 197_632.0);
     for p in &points {
         assert_eq!(p.steps, 8);
@@ -44,23 +51,8 @@ fn bench_reports_consistent_figures() {
 #[test]
 fn postvar_overhead_runs_and_counts_passes() {
     let Some(ctx) = common::context() else { return };
-    let shape = MlpShape {
-        dim: 2,
-        width: 16,
-        blocks: 1,
-        temb_dim: 4,
-    };
-    let params = common::random_params(shape, 4);
-    let mlp = common::mlp(shape, &params);
-    let tables = common::paper_tables(8);
-    let schedule = Schedule::from_tables(&tables, 8).unwrap();
-    let cfg = SamplerConfig {
-        clip: Clip::Symmetric(3.0),
-        ..SamplerConfig::PAPER
-    };
-    let plain = GpuSampler::new(&ctx, &mlp, &schedule, &cfg, 10).unwrap();
-    let fused = GpuSampler::new(&ctx, &mlp, &schedule, &cfg, 10)
-        .unwrap()
+    let plain = sampler(&ctx);
+    let fused = sampler(&ctx)
         .with_postvar(PostVarConfig {
             estimator: TraceEstimator::Hutchinson { probes: 3, seed: 1 },
             scale: Scale::Jacobian,
