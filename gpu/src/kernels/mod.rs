@@ -10,6 +10,7 @@
 //!
 //! `common/normal.wgsl` (Philox4x32-10 + Box–Muller) is prepended to the kernels that draw noise,
 //! `common/step_params.wgsl` (the per-step coefficients uniform) to `step` and `postvar`, and
+//! `common/postvar_params.wgsl` (the posterior-variance uniform) to `probe` and `postvar`,
 //! `common/tile.wgsl` (the GEMM tile: weight load and 4×4 register multiply) to `linear` and
 //! `linear_jvp`.
 
@@ -32,6 +33,7 @@ pub(crate) mod linear_flags {
 const NORMAL_LIB: &str = include_str!("common/normal.wgsl");
 const STEP_PARAMS: &str = include_str!("common/step_params.wgsl");
 const TILE_LIB: &str = include_str!("common/tile.wgsl");
+const POSTVAR_PARAMS: &str = include_str!("common/postvar_params.wgsl");
 
 /// A pipeline and the layout of its single bind group.
 #[derive(Debug)]
@@ -106,7 +108,10 @@ impl Kernels {
             probe: build(
                 device,
                 "probe",
-                with_normals(include_str!("probe/probe.wgsl")),
+                with_normals(&format!(
+                    "{POSTVAR_PARAMS}\n{}",
+                    include_str!("probe/probe.wgsl")
+                )),
                 &[Uniform, ReadWrite],
             ),
             linear_jvp: build(
@@ -121,7 +126,10 @@ impl Kernels {
             postvar: build(
                 device,
                 "postvar",
-                with_step_params(include_str!("postvar/postvar.wgsl")),
+                with_step_params(&format!(
+                    "{POSTVAR_PARAMS}\n{}",
+                    include_str!("postvar/postvar.wgsl")
+                )),
                 &[Uniform, DynamicUniform, Read, Read, Read, Read, ReadWrite],
             ),
         }

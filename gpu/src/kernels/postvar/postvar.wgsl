@@ -7,18 +7,6 @@
 // A sample whose x_t or network output is not finite, or whose score is not, gets +∞ in both
 // (and keeps it). Sums run in f32 (core: f64).
 
-struct PostVar {
-    rows: u32,
-    dim: u32,
-    sample_base: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    passes: u32,
-    flags: u32,
-    row_stride: u32,
-}
-
-const FLAG_HUTCHINSON: u32 = 1u;
 const FLAG_COVARIANCE: u32 = 2u;
 const PRED_EPSILON: u32 = 0u;
 const PRED_SAMPLE: u32 = 1u;

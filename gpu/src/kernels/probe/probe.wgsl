@@ -5,18 +5,6 @@
 //                of philox([k/4, p, sample, STREAM_PROBE], [seed lo, seed hi]) is set, else +1
 // (core noise.rs). Prepended with common/normal.wgsl for philox4x32_10.
 
-struct PostVar {
-    rows: u32,
-    dim: u32,
-    sample_base: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    passes: u32,
-    flags: u32,
-    row_stride: u32,
-}
-
-const FLAG_HUTCHINSON: u32 = 1u;
 const STREAM_PROBE: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> pv: PostVar;
