@@ -138,6 +138,10 @@ pub enum ImagesWhat {
         /// Score an existing model (.mru) instead of training one.
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Extra Hal windows scored from the same trajectories; the reported K is chosen
+        /// among them and --window on the calibration half (papers.md D5).
+        #[arg(long, value_delimiter = ',', default_value = "2,5,20,40")]
+        windows: Vec<usize>,
     },
     /// Recursive training: generations of fresh models, Hal filter vs random vs none.
     Recursive {
@@ -195,10 +199,12 @@ pub fn run(args: &ImagesArgs) -> Result<()> {
             common,
             samples,
             model,
+            windows,
         } => serde_json::to_value(filter_experiment(
             &common.config()?,
             *samples,
             model.as_deref(),
+            windows,
         )?)?,
         ImagesWhat::Recursive {
             common,

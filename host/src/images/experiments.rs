@@ -26,15 +26,15 @@ use mirage_core::noise::chacha_stream;
 use super::classifier::{Classifier, class_entropy};
 use super::digits::{DIGITS_SIDE, load_digits};
 use super::frechet::frechet_distance;
-use super::label::{ShapesSummary, StripGeometry, label_batch};
+use super::label::{ShapesLabel, ShapesSummary, StripGeometry, label_batch};
 use super::png::write_grid;
 use super::shapes::ShapesSet;
 use super::unet::UnetConfig;
 use super::unet::file::UnetModel;
-use super::unet::sample::{UnetSampleConfig, UnetSamples, sample};
+use super::unet::sample::{UnetSampleConfig, UnetSamples, sample, sample_windows};
 use super::unet::train::{UnetTrainConfig, train};
 use crate::io::atomic::write_atomic;
-use crate::metrics::{D5Config, D5Report, score_d5};
+use crate::metrics::{D5Config, D5Report, auroc, best_window_on_calibration, score_d5};
 
 /// Which image set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -221,28 +221,62 @@ pub fn hallucination_vs_size(
     Ok(rows)
 }
 
+/// One Hal window of [`filter_experiment`], scored by D5.
+#[derive(Clone, Debug, Serialize)]
+pub struct FilterReading {
+    /// Hal window K (last K sampler steps).
+    pub window: usize,
+    /// Whether this K was chosen on the calibration half.
+    pub chosen: bool,
+    /// D5 scoring: in-support = every image not hallucinated (malformed and empty included).
+    pub d5: D5Report,
+    /// Test-half AUROC of hallucinated against *clean* images only (no malformed
+    /// component, not empty), the paper's in-support class without D3's side reports.
+    pub auroc_vs_clean: Option<f64>,
+}
+
 /// Result of [`filter_experiment`].
 #[derive(Clone, Debug, Serialize)]
 pub struct FilterReport {
     /// Label totals over all samples.
     pub summary: ShapesSummary,
-    /// D5 scoring of Hal (τ, TPR/TNR, AUROC, AUPRC, ROC).
-    pub d5: D5Report,
-    /// Fraction of test-half hallucinations removed at τ (= TPR).
+    /// The configured K first, then the extra windows.
+    pub readings: Vec<FilterReading>,
+    /// The K chosen on the calibration half (highest TPR at τ, then AUROC).
+    pub chosen_window: usize,
+    /// Fraction of test-half hallucinations removed at τ with the chosen K (= TPR).
     pub removed_hallucinated: Option<f64>,
-    /// Fraction of test-half in-support samples kept at τ (= TNR).
+    /// Fraction of test-half in-support samples kept at τ with the chosen K (= TNR).
     pub kept_in_support: Option<f64>,
 }
 
+/// Test-half (odd-index) AUROC of hallucinated vs clean images; `None` if either is empty.
+fn auroc_vs_clean(scores: &[f32], labels: &[ShapesLabel]) -> Result<Option<f64>> {
+    let (mut s, mut h) = (Vec::new(), Vec::new());
+    for (score, l) in scores.iter().zip(labels).skip(1).step_by(2) {
+        let clean = !l.hallucinated && l.malformed == 0 && !l.empty;
+        if l.hallucinated || clean {
+            s.push(*score);
+            h.push(l.hallucinated);
+        }
+    }
+    if h.iter().all(|&x| x) || h.iter().all(|&x| !x) {
+        return Ok(None);
+    }
+    Ok(Some(auroc(&s, &h)?))
+}
+
 /// Shapes only: trains (or loads) a model, draws `samples` images, labels them and scores
-/// Hal by D5. Writes the 64 lowest- and highest-Hal samples as grids.
+/// Hal by D5 at the configured window and at each of `extra_windows`, choosing one on the
+/// calibration half. Writes the 64 lowest- and highest-Hal samples (chosen K) as grids.
 ///
 /// # Errors
-/// Digits, or any training/sampling/scoring error.
+/// Digits, a window past the sampling steps, or any training/sampling/scoring error.
 pub fn filter_experiment(
     cfg: &ExperimentConfig,
     samples: usize,
     model_path: Option<&Path>,
+    extra_windows: &[usize],
 ) -> Result<FilterReport> {
     ensure!(
         cfg.dataset == ImageDataset::Shapes,
@@ -261,47 +295,72 @@ pub fn filter_experiment(
         model.config.side,
         cfg.net.side
     );
-    let s = draw(
-        cfg,
+    eprintln!(
+        "[filter] sampling {samples} images × {} steps",
+        cfg.sample.steps
+    );
+    let s = sample_windows(
         &model,
         samples,
-        seed_for(cfg.train.seed, 2, 0),
-        "filter",
+        &UnetSampleConfig {
+            seed: seed_for(cfg.train.seed, 2, 0),
+            ..cfg.sample
+        },
+        extra_windows,
+        |_| {},
     )?;
     let labels = label_batch(&s.images, &StripGeometry::for_side(cfg.net.side)?)?;
     let summary = ShapesSummary::of(&labels);
     let flags: Vec<bool> = labels.iter().map(|l| l.hallucinated).collect();
-    let d5 = score_d5(&s.hal, &flags, &D5Config::PAPER)?;
-    let d = cfg.net.dim();
-    let mut order: Vec<usize> = (0..s.hal.len()).collect();
-    order.sort_by(|&a, &b| s.hal[a].total_cmp(&s.hal[b]));
-    let pick = |idx: &mut dyn Iterator<Item = &usize>| -> Vec<f32> {
-        idx.take(64)
-            .flat_map(|&i| s.images[i * d..][..d].to_vec())
-            .collect()
-    };
-    write_grid(
-        &cfg.out_dir.join("lowest_hal.png"),
-        &pick(&mut order.iter()),
-        cfg.net.side,
-        8,
-        2,
-    )?;
-    write_grid(
-        &cfg.out_dir.join("highest_hal.png"),
-        &pick(&mut order.iter().rev()),
-        cfg.net.side,
-        8,
-        2,
-    )?;
+    let windows: Vec<usize> = std::iter::once(cfg.sample.window)
+        .chain(extra_windows.iter().copied())
+        .collect();
+    let scores: Vec<Vec<f32>> = std::iter::once(s.hal.clone())
+        .chain(s.hal_extra.iter().cloned())
+        .collect();
+    let chosen_window = best_window_on_calibration(&windows, &scores, &flags)?;
+    let mut readings = Vec::new();
+    for (&window, hal) in windows.iter().zip(&scores) {
+        readings.push(FilterReading {
+            window,
+            chosen: window == chosen_window,
+            d5: score_d5(hal, &flags, &D5Config::PAPER)?,
+            auroc_vs_clean: auroc_vs_clean(hal, &labels)?,
+        });
+    }
+    let chosen = windows
+        .iter()
+        .position(|&w| w == chosen_window)
+        .unwrap_or(0);
+    write_extremes(cfg, &s.images, &scores[chosen])?;
     let report = FilterReport {
         summary,
-        removed_hallucinated: d5.tpr,
-        kept_in_support: d5.tnr,
-        d5,
+        removed_hallucinated: readings[chosen].d5.tpr,
+        kept_in_support: readings[chosen].d5.tnr,
+        readings,
+        chosen_window,
     };
     write_report(&cfg.out_dir, "filter", cfg, &report)?;
     Ok(report)
+}
+
+/// Writes the 64 lowest- and highest-scoring images as `lowest_hal.png`, `highest_hal.png`.
+fn write_extremes(cfg: &ExperimentConfig, images: &[f32], hal: &[f32]) -> Result<()> {
+    let d = cfg.net.dim();
+    let mut order: Vec<usize> = (0..hal.len()).collect();
+    order.sort_by(|&a, &b| hal[a].total_cmp(&hal[b]));
+    let pick = |idx: &mut dyn Iterator<Item = &usize>| -> Vec<f32> {
+        idx.take(64)
+            .flat_map(|&i| images[i * d..][..d].to_vec())
+            .collect()
+    };
+    for (name, imgs) in [
+        ("lowest_hal.png", pick(&mut order.iter())),
+        ("highest_hal.png", pick(&mut order.iter().rev())),
+    ] {
+        write_grid(&cfg.out_dir.join(name), &imgs, cfg.net.side, 8, 2)?;
+    }
+    Ok(())
 }
 
 /// How each generation's 1.025N draws are cut to N.

@@ -7,11 +7,13 @@
 //! `Hal::flagged`). Scores may be ±∞ (Hal reports a non-finite trajectory as +∞); NaN
 //! is an error naming the sample.
 
+mod choose;
 mod d5;
 mod prc;
 mod quantile;
 mod roc;
 
+pub use choose::best_window_on_calibration;
 pub use d5::{D5Config, D5Report, Verdict, d5_threshold, score_d5};
 pub use prc::auprc;
 pub use quantile::{kth_smallest, quantile_sorted, quantiles};
