@@ -76,6 +76,28 @@ fn train_then_sample_round_trip() {
         stdout.contains("samples      20") && stdout.contains("Hal"),
         "{stdout}"
     );
+
+    // A fixed-point file is for the device: the host samplers say so, naming the file.
+    let o = mirage(&["quantize", "m.mrg", "-o", "q.mrg", "--kind", "q8"], d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = mirage(
+        &[
+            "sample",
+            "--model",
+            "q.mrg",
+            "--dataset",
+            "gauss1d-3",
+            "-n",
+            "2",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("q.mrg is a fixed-point (MlpQ8) model") && err.contains("f32 model"),
+        "{err}"
+    );
 }
 
 #[test]

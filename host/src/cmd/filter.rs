@@ -151,7 +151,7 @@ pub fn load(args: &ModelArgs, mixture: &Mixture) -> Result<Loaded> {
             let bytes = read_aligned(path)?;
             let model = bytes.model(&name)?;
             let header = *model.header();
-            let mlp = model.mlp().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            let mlp = crate::train::export::f32_mlp(&model, &name)?;
             ensure!(
                 header.shape.dim == mixture.dim(),
                 "{name} is a {}-dimensional model but dataset {} is {}-dimensional",

@@ -86,9 +86,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     };
     let bytes = read_model(&args.input)?;
     let file = bytes.model(&args.input.display().to_string())?;
-    let mlp = file
-        .mlp()
-        .map_err(|e| anyhow!("{}: {e} (quantize reads f32 models)", args.input.display()))?;
+    let mlp = crate::train::export::f32_mlp(&file, &args.input.display().to_string())?;
     let schedule = file.schedule();
     let calib = trajectory_states(
         &mlp,

@@ -255,7 +255,7 @@ fn model_hallucinations(
     let bytes = read_aligned(path)?;
     let model = bytes.model(&name)?;
     let header = *model.header();
-    let mlp = model.mlp().map_err(|e| anyhow!("{name}: {e}"))?;
+    let mlp = crate::train::export::f32_mlp(&model, &name)?;
     ensure!(
         mlp.dim() == data.dim(),
         "{name} has dimension {}, dataset {} has {}",

@@ -259,7 +259,7 @@ pub fn run(args: &SampleArgs) -> Result<()> {
             let (tables, steps) = args.sampler.tables(&header.beta, header.train_steps)?;
             let sched = Schedule::from_tables(&tables, steps)
                 .map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
-            let mlp = model.mlp().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            let mlp = crate::train::export::f32_mlp(&model, &name)?;
             let layout = Layout::new(header.shape)?;
             let cfg = SamplerConfig {
                 prediction: header.prediction,

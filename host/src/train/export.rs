@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail, ensure};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use mirage_core::format::{ModelFile, ModelHeader, encoded_len, write_model};
-use mirage_core::mlp::{MlpShape, TensorSpec};
+use mirage_core::mlp::{Mlp, MlpShape, TensorSpec};
 use mirage_core::sampler::Prediction;
 use mirage_core::schedule::BetaSchedule;
 
@@ -215,6 +215,22 @@ impl AlignedBytes {
         ModelFile::parse(self.bytes())
             .map_err(|e| anyhow::anyhow!("{name}: not a valid .mrg model file: {e}"))
     }
+}
+
+/// The f32 network of `model` (file `name`), or an error saying what a fixed-point file is
+/// for: the host's samplers, trainers and analysis tools read f32 models, while q8/q16
+/// files run on the device (`core/embedded`) and in the fixed-vs-f32 comparison.
+///
+/// # Errors
+/// `model` holds a q8 or q16 network.
+pub fn f32_mlp<'a>(model: &ModelFile<'a>, name: &str) -> Result<Mlp<'a>> {
+    model.mlp().map_err(|_| {
+        anyhow::anyhow!(
+            "{name} is a fixed-point ({:?}) model; this command needs the f32 model it was \
+             quantised from (fixed-point files are for the device)",
+            model.header().kind
+        )
+    })
 }
 
 /// Reads a file into [`AlignedBytes`].
