@@ -150,7 +150,7 @@ impl ModelSettings {
             "{name} holds a {:?} network, but these settings need {expected:?}",
             header.shape
         );
-        let mlp = crate::train::export::f32_mlp(&model, &name)?;
+        let mlp = crate::train::export::f32_mlp(&model, name)?;
         let steps = self.sample_steps.unwrap_or(header.train_steps);
         let mut tables = vec![0.0f32; table_len(steps)];
         compute_tables(

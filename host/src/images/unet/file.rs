@@ -192,10 +192,9 @@ impl UnetModel {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn model() -> UnetModel {
+impl UnetModel {
+    /// A randomly initialised 8×8 model (4 channels, T = 1000) for tests.
+    pub(crate) fn tiny() -> Self {
         let config = UnetConfig {
             side: 8,
             c1: 4,
@@ -214,10 +213,15 @@ mod tests {
             params,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn round_trips_and_every_prefix_is_refused() {
-        let m = model();
+        let m = UnetModel::tiny();
         let bytes = m.to_bytes().unwrap();
         let back = UnetModel::from_bytes(&bytes).unwrap();
         assert_eq!(back.params, m.params);
@@ -237,7 +241,7 @@ mod tests {
 
     #[test]
     fn corruption_is_named() {
-        let bytes = model().to_bytes().unwrap();
+        let bytes = UnetModel::tiny().to_bytes().unwrap();
         let err = |b: &[u8]| UnetModel::from_bytes(b).unwrap_err().to_string();
         let mut flip = bytes.clone();
         flip[100] ^= 1;

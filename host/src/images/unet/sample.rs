@@ -201,27 +201,6 @@ pub fn sample_windows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::images::unet::UnetConfig;
-    use mirage_core::noise::chacha_stream;
-
-    fn tiny_model() -> UnetModel {
-        let config = UnetConfig {
-            side: 8,
-            c1: 4,
-            c2: 4,
-            temb_dim: 4,
-            time_width: 4,
-            groups: 2,
-        };
-        let layout = UnetLayout::new(config).unwrap();
-        UnetModel {
-            config,
-            train_steps: 100,
-            beta: (1e-4, 0.02),
-            hal_threshold: f32::NAN,
-            params: layout.init(&mut chacha_stream(7, 1)),
-        }
-    }
 
     fn cfg(window: usize, batch: usize) -> UnetSampleConfig {
         UnetSampleConfig {
@@ -235,7 +214,7 @@ mod tests {
 
     #[test]
     fn extra_windows_match_separate_runs_and_images_stay_in_range() {
-        let model = tiny_model();
+        let model = UnetModel::tiny();
         let all = sample_windows(&model, 5, &cfg(3, 2), &[2, 12], |_| {}).unwrap();
         // An untrained net's x̂0 is far outside the data range; the clamp keeps every image,
         // the last x̂0, within [−1, 1] — and some pixels reach the bound.
@@ -252,7 +231,7 @@ mod tests {
 
     #[test]
     fn windows_outside_the_steps_are_refused() {
-        let model = tiny_model();
+        let model = UnetModel::tiny();
         for bad in [0, 13] {
             let err = sample_windows(&model, 1, &cfg(3, 1), &[bad], |_| {}).unwrap_err();
             assert!(err.to_string().contains("Hal windows"), "{err}");
