@@ -5,7 +5,9 @@
 //! - [`hallucination_vs_size`]: fraction of generated Simple Shapes images with two shapes
 //!   in one column (D3) against the training-set size;
 //! - [`filter_experiment`]: Hal's ROC AUC and D5 operating point (τ at 96% of in-support
-//!   calibration samples kept; removed vs kept on the test half);
+//!   calibration samples kept; removed vs kept on the test half) at several windows K
+//!   read from the same trajectories, the reported K chosen on the calibration half (the
+//!   image window is not published); AUROC also against clean images only;
 //! - [`recursive`]: 5 generations, each a fresh model trained on the previous one's
 //!   samples; draw 1.025N and keep N by Hal (lowest), at random, or the first N
 //!   (unfiltered). Shapes: % hallucinated; digits: Fréchet distance on the penultimate
@@ -268,7 +270,8 @@ fn auroc_vs_clean(scores: &[f32], labels: &[ShapesLabel]) -> Result<Option<f64>>
 
 /// Shapes only: trains (or loads) a model, draws `samples` images, labels them and scores
 /// Hal by D5 at the configured window and at each of `extra_windows`, choosing one on the
-/// calibration half. Writes the 64 lowest- and highest-Hal samples (chosen K) as grids.
+/// calibration half. Writes the 64 lowest- and highest-Hal samples (chosen K) as grids and
+/// every sample's label and scores as `scores.csv`.
 ///
 /// # Errors
 /// Digits, a window past the sampling steps, or any training/sampling/scoring error.
@@ -333,6 +336,7 @@ pub fn filter_experiment(
         .position(|&w| w == chosen_window)
         .unwrap_or(0);
     write_extremes(cfg, &s.images, &scores[chosen])?;
+    write_scores(&cfg.out_dir.join("scores.csv"), &windows, &scores, &labels)?;
     let report = FilterReport {
         summary,
         removed_hallucinated: readings[chosen].d5.tpr,
@@ -342,6 +346,35 @@ pub fn filter_experiment(
     };
     write_report(&cfg.out_dir, "filter", cfg, &report)?;
     Ok(report)
+}
+
+/// Writes one CSV row per sample: its D3 label (components per strip, malformed count,
+/// empty, hallucinated) and its Hal at every window, for analyses beyond the report.
+fn write_scores(
+    path: &Path,
+    windows: &[usize],
+    scores: &[Vec<f32>],
+    labels: &[ShapesLabel],
+) -> Result<()> {
+    let mut csv = String::from("sample,strip0,strip1,strip2,malformed,empty,hallucinated");
+    for k in windows {
+        csv.push_str(&format!(",hal_k{k}"));
+    }
+    csv.push('\n');
+    for (i, l) in labels.iter().enumerate() {
+        let [a, b, c] = l.components;
+        csv.push_str(&format!(
+            "{i},{a},{b},{c},{},{},{}",
+            l.malformed,
+            u8::from(l.empty),
+            u8::from(l.hallucinated)
+        ));
+        for s in scores {
+            csv.push_str(&format!(",{:e}", s[i]));
+        }
+        csv.push('\n');
+    }
+    write_atomic(path, csv.as_bytes())
 }
 
 /// Writes the 64 lowest- and highest-scoring images as `lowest_hal.png`, `highest_hal.png`.
@@ -584,6 +617,32 @@ mod tests {
         }
         assert_eq!(parse_sizes("5, 10").unwrap(), vec![5, 10]);
         assert!(parse_sizes("5,x").is_err() && parse_sizes("0").is_err());
+    }
+
+    #[test]
+    fn scores_csv_has_one_row_per_sample_with_label_and_every_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scores.csv");
+        let label = |components, malformed, empty, hallucinated| ShapesLabel {
+            components,
+            malformed,
+            empty,
+            hallucinated,
+        };
+        let labels = [
+            label([1, 0, 2], 0, false, true),
+            label([0, 0, 0], 0, true, false),
+            label([1, 1, 0], 1, false, false),
+        ];
+        let scores = [vec![0.5f32, 0.0, 2e-3], vec![0.25, 1.0, f32::INFINITY]];
+        write_scores(&path, &[10, 3], &scores, &labels).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "sample,strip0,strip1,strip2,malformed,empty,hallucinated,hal_k10,hal_k3\n\
+             0,1,0,2,0,0,1,5e-1,2.5e-1\n\
+             1,0,0,0,0,1,0,0e0,1e0\n\
+             2,1,1,0,1,0,0,2e-3,inf\n"
+        );
     }
 
     #[test]
