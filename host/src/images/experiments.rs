@@ -17,6 +17,7 @@
 //!
 //! Each run writes PNG grids of samples and a JSON report under its output directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail, ensure};
@@ -235,6 +236,8 @@ pub struct FilterReading {
     /// Test-half AUROC of hallucinated against *clean* images only (no malformed
     /// component, not empty), the paper's in-support class without D3's side reports.
     pub auroc_vs_clean: Option<f64>,
+    /// The same within equal shape counts (see [`auroc_same_count`]).
+    pub auroc_same_count: Option<f64>,
 }
 
 /// Result of [`filter_experiment`].
@@ -252,20 +255,54 @@ pub struct FilterReport {
     pub kept_in_support: Option<f64>,
 }
 
-/// Test-half (odd-index) AUROC of hallucinated vs clean images; `None` if either is empty.
-fn auroc_vs_clean(scores: &[f32], labels: &[ShapesLabel]) -> Result<Option<f64>> {
-    let (mut s, mut h) = (Vec::new(), Vec::new());
-    for (score, l) in scores.iter().zip(labels).skip(1).step_by(2) {
+/// The test-half (odd-index) images that are hallucinated or clean (no malformed
+/// component, not empty), grouped by their total component count: (scores, hallucinated).
+fn test_half_by_count(
+    scores: &[f32],
+    labels: &[ShapesLabel],
+) -> BTreeMap<usize, (Vec<f32>, Vec<bool>)> {
+    let mut groups: BTreeMap<usize, (Vec<f32>, Vec<bool>)> = BTreeMap::new();
+    for (&score, l) in scores.iter().zip(labels).skip(1).step_by(2) {
         let clean = !l.hallucinated && l.malformed == 0 && !l.empty;
         if l.hallucinated || clean {
-            s.push(*score);
-            h.push(l.hallucinated);
+            let g = groups.entry(l.components.iter().sum()).or_default();
+            g.0.push(score);
+            g.1.push(l.hallucinated);
         }
+    }
+    groups
+}
+
+/// Test-half AUROC of hallucinated vs clean images; `None` without both classes.
+fn auroc_vs_clean(scores: &[f32], labels: &[ShapesLabel]) -> Result<Option<f64>> {
+    let (mut s, mut h) = (Vec::new(), Vec::new());
+    for (gs, gh) in test_half_by_count(scores, labels).into_values() {
+        s.extend(gs);
+        h.extend(gh);
     }
     if h.iter().all(|&x| x) || h.iter().all(|&x| !x) {
         return Ok(None);
     }
     Ok(Some(auroc(&s, &h)?))
+}
+
+/// Test-half AUROC of hallucinated vs clean images *with the same number of shapes*: the
+/// fraction of (hallucinated, clean) pairs within one component count that the score
+/// orders correctly (ties ½), i.e. the per-count AUROCs weighted by their pair counts.
+/// Hal averages over pixels, so it grows with the number of shapes an image draws, and a
+/// hallucinated image has at least two; this reading removes that confound. `None` when no
+/// count has both classes.
+fn auroc_same_count(scores: &[f32], labels: &[ShapesLabel]) -> Result<Option<f64>> {
+    let (mut sum, mut pairs) = (0.0, 0.0);
+    for (s, h) in test_half_by_count(scores, labels).values() {
+        let pos = h.iter().filter(|&&x| x).count() as f64;
+        let neg = h.len() as f64 - pos;
+        if pos > 0.0 && neg > 0.0 {
+            sum += auroc(s, h)? * pos * neg;
+            pairs += pos * neg;
+        }
+    }
+    Ok((pairs > 0.0).then(|| sum / pairs))
 }
 
 /// Shapes only: trains (or loads) a model, draws `samples` images, labels them and scores
@@ -329,6 +366,7 @@ pub fn filter_experiment(
             chosen: window == chosen_window,
             d5: score_d5(hal, &flags, &D5Config::PAPER)?,
             auroc_vs_clean: auroc_vs_clean(hal, &labels)?,
+            auroc_same_count: auroc_same_count(hal, &labels)?,
         });
     }
     let chosen = windows
@@ -643,6 +681,61 @@ mod tests {
              1,0,0,0,0,1,0,0e0,1e0\n\
              2,1,1,0,1,0,0,2e-3,inf\n"
         );
+    }
+
+    #[test]
+    fn same_count_auroc_removes_the_shape_count_confound() {
+        // (score, shapes per strip, hallucinated) at odd indices; even indices are
+        // calibration samples and must be ignored (score 99 would move every AUROC).
+        let test: [(f32, [usize; 3], bool); 9] = [
+            (1.0, [1, 0, 0], false),
+            (1.0, [0, 1, 0], false),
+            (3.0, [2, 1, 0], true),
+            (3.0, [1, 1, 1], false),
+            (3.0, [1, 0, 1], true),
+            (1.0, [1, 1, 0], true),
+            (2.0, [0, 1, 1], false),
+            (1.0, [0, 1, 1], false),
+            (5.0, [1, 1, 0], false),
+        ];
+        let mut scores = Vec::new();
+        let mut labels = Vec::new();
+        for (score, components, hallucinated) in test {
+            scores.extend([99.0, score]);
+            let label = ShapesLabel {
+                components,
+                malformed: 0,
+                empty: false,
+                hallucinated,
+            };
+            labels.extend([
+                ShapesLabel {
+                    hallucinated: true,
+                    ..label
+                },
+                label,
+            ]);
+        }
+        // Count 3: positive 3 vs negative 3 → ½. Count 2: positives {3, 1} vs negatives
+        // {2, 1, 5} → (1 + 1 + 0 + 0 + ½ + 0)/6 = 5/12. Weighted by 1 and 6 pairs: 3/7.
+        let same = auroc_same_count(&scores, &labels).unwrap().unwrap();
+        assert!(
+            (same - (0.5 * 1.0 + 5.0 / 12.0 * 6.0) / 7.0).abs() < 1e-12,
+            "{same}"
+        );
+        // Ignoring counts, the single-shape negatives at 1 make Hal look better:
+        // positives {3, 3, 1} vs negatives {1, 1, 3, 2, 1, 5}.
+        let pooled = auroc_vs_clean(&scores, &labels).unwrap().unwrap();
+        let want = (4.5 + 4.5 + 1.5) / 18.0;
+        assert!((pooled - want).abs() < 1e-12, "{pooled} vs {want}");
+        let none: Vec<ShapesLabel> = labels
+            .iter()
+            .map(|l| ShapesLabel {
+                hallucinated: false,
+                ..*l
+            })
+            .collect();
+        assert_eq!(auroc_same_count(&scores, &none).unwrap(), None);
     }
 
     #[test]
