@@ -64,6 +64,10 @@ pub struct CommonArgs {
     /// Master seed (papers.md D7).
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
+    /// Training threads: each step's batch is split into this many shards (the trained
+    /// bits depend on it; 1 reproduces the README's figures).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// Output directory.
     #[arg(long, default_value = "images-out")]
     pub out: PathBuf,
@@ -99,6 +103,7 @@ impl CommonArgs {
                 seed: self.seed,
                 train_steps: 1000,
                 beta,
+                threads: self.threads,
             },
             sample: UnetSampleConfig {
                 steps: self.sample_steps,
@@ -173,6 +178,9 @@ pub enum ImagesWhat {
         /// Channels "C1,C2".
         #[arg(long, default_value = "16,32")]
         channels: String,
+        /// Training threads (batch shards).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
 }
 
@@ -216,6 +224,7 @@ pub fn run(args: &ImagesArgs) -> Result<()> {
             steps,
             side,
             channels,
+            threads,
         } => {
             let (c1, c2) = parse_channels(channels)?;
             let net = UnetConfig {
@@ -224,7 +233,7 @@ pub fn run(args: &ImagesArgs) -> Result<()> {
                 c2,
                 ..UnetConfig::SHAPES32
             };
-            serde_json::to_value(bench_unet(net, *batch, *steps, *steps)?)?
+            serde_json::to_value(bench_unet(net, *batch, *steps, *steps, *threads)?)?
         }
     };
     println!("{}", serde_json::to_string_pretty(&json)?);

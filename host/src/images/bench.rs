@@ -20,6 +20,8 @@ pub struct UnetBench {
     pub params: usize,
     /// Batch.
     pub batch: usize,
+    /// Training threads (batch shards); the forward timing runs on one.
+    pub threads: usize,
     /// Forward FLOPs per image.
     pub forward_flops: f64,
     /// Training: images per second (forward + backward + Adam).
@@ -43,6 +45,7 @@ pub fn bench_unet(
     batch: usize,
     train_steps: usize,
     forward_reps: usize,
+    threads: usize,
 ) -> Result<UnetBench> {
     let layout = UnetLayout::new(config)?;
     let d = config.dim();
@@ -56,6 +59,7 @@ pub fn bench_unet(
         seed: 1,
         train_steps: 1000,
         beta: (1e-4, 0.02),
+        threads,
     };
     train(config, &data, &tc, |_, _| {})?; // warm-up
     let start = Instant::now();
@@ -93,6 +97,7 @@ pub fn bench_unet(
         config,
         params: layout.param_count(),
         batch,
+        threads,
         forward_flops: f,
         train_images_per_s: train_ips,
         train_gflops: train_ips * 3.0 * f / 1e9,

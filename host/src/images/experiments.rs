@@ -759,6 +759,7 @@ mod tests {
                 seed: 3,
                 train_steps: 100,
                 beta: (1e-4, 0.02),
+                threads: 1,
             },
             sample: UnetSampleConfig {
                 steps: 4,

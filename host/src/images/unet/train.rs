@@ -7,6 +7,11 @@
 //! Every stream comes from the master seed via ChaCha (D7): the initialisation, the
 //! per-epoch shuffle, and the per-step t and ε draws. Batches are contiguous slices of a
 //! permutation reshuffled each epoch.
+//!
+//! With `threads` = n > 1 each step splits its batch into n contiguous shards, runs forward
+//! and backward of each on its own thread into its own gradient (GroupNorm is per image, so
+//! the shards are independent) and sums the gradients in shard order: the same seed and
+//! thread count give the same bits, and n = 1 is the unsharded step.
 
 use anyhow::{Result, ensure};
 use rand_core::Rng;
@@ -38,6 +43,8 @@ pub struct UnetTrainConfig {
     pub train_steps: usize,
     /// Linear β schedule (start, end).
     pub beta: (f64, f64),
+    /// Threads, one batch shard each (≥ 1; the bits depend on it, see the module docs).
+    pub threads: usize,
 }
 
 /// Full-T schedule tables (index = model t) for a linear β schedule.
@@ -58,6 +65,74 @@ pub fn full_tables(train_steps: usize, beta: (f64, f64)) -> Result<Vec<f32>> {
     )
     .map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
     Ok(tables)
+}
+
+/// The mean-square ε loss of one batch and its gradient (into `grad`, overwritten), the
+/// batch split into `threads` contiguous shards as the module docs say.
+///
+/// # Errors
+/// A forward or backward shape error.
+pub fn batch_gradient(
+    layout: &UnetLayout,
+    params: &[f32],
+    xt: &[f32],
+    t: &[u32],
+    eps: &[f32],
+    threads: usize,
+    grad: &mut [f32],
+) -> Result<f64> {
+    let (b, d) = (t.len(), layout.config().dim());
+    let scale = 2.0 / (b * d) as f32;
+    let shard = b.div_ceil(threads.max(1));
+    let run = |lo: usize, hi: usize| -> Result<(f64, Vec<f32>)> {
+        let x = &xt[lo * d..hi * d];
+        let tape = layout.forward(params, x, &t[lo..hi])?;
+        let mut loss = 0.0f64;
+        let dout: Vec<f32> = tape
+            .output()
+            .iter()
+            .zip(&eps[lo * d..hi * d])
+            .map(|(&p, &e)| {
+                let r = p - e;
+                loss += f64::from(r) * f64::from(r);
+                scale * r
+            })
+            .collect();
+        let mut g = vec![0.0f32; params.len()];
+        layout.backward(params, x, &tape, &dout, &mut g)?;
+        Ok((loss, g))
+    };
+    let bounds: Vec<(usize, usize)> = (0..b)
+        .step_by(shard)
+        .map(|lo| (lo, (lo + shard).min(b)))
+        .collect();
+    let parts: Vec<Result<(f64, Vec<f32>)>> = if bounds.len() == 1 {
+        vec![run(0, b)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = bounds
+                .iter()
+                .map(|&(lo, hi)| s.spawn(move || run(lo, hi)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a U-Net shard panicked")))
+                })
+                .collect()
+        })
+    };
+    grad.fill(0.0);
+    let mut loss = 0.0f64;
+    for part in parts {
+        let (l, g) = part?;
+        loss += l;
+        for (dst, v) in grad.iter_mut().zip(&g) {
+            *dst += v;
+        }
+    }
+    Ok(loss / (b * d) as f64)
 }
 
 /// Trains a fresh U-Net of shape `config` on `data` (images `[N][S²]` on [−1, 1]);
@@ -82,6 +157,12 @@ pub fn train(
     ensure!(
         tc.batch > 0 && tc.steps > 0,
         "batch and step count must be positive"
+    );
+    ensure!(
+        (1..=tc.batch).contains(&tc.threads),
+        "threads must be in 1..={} (the batch), not {}",
+        tc.batch,
+        tc.threads
     );
     let n = data.len() / d;
     let tables = full_tables(tc.train_steps, tc.beta)?;
@@ -142,26 +223,11 @@ pub fn train(
                 *o = a * x + s * e;
             }
         }
-        let tape = layout.forward(&params, &xt, &t)?;
-        let scale = 2.0 / (b * d) as f32;
-        let mut loss = 0.0f64;
-        let dout: Vec<f32> = tape
-            .output()
-            .iter()
-            .zip(&eps)
-            .map(|(&p, &e)| {
-                let r = p - e;
-                loss += f64::from(r) * f64::from(r);
-                scale * r
-            })
-            .collect();
-        let loss = loss / (b * d) as f64;
+        let loss = batch_gradient(&layout, &params, &xt, &t, &eps, tc.threads, &mut grad)?;
         ensure!(
             loss.is_finite(),
             "U-Net training diverged at step {step} (loss {loss})"
         );
-        grad.fill(0.0);
-        layout.backward(&params, &xt, &tape, &dout, &mut grad)?;
         adam.update(&mut params, &grad);
         progress(step, loss);
     }
@@ -172,4 +238,78 @@ pub fn train(
         hal_threshold: f32::NAN,
         params,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::images::unet::UnetConfig;
+
+    #[test]
+    fn sharded_gradients_sum_to_the_whole_batch_gradient() {
+        let config = UnetConfig {
+            side: 8,
+            c1: 4,
+            c2: 4,
+            temb_dim: 4,
+            time_width: 4,
+            groups: 2,
+        };
+        let layout = UnetLayout::new(config).unwrap();
+        let params: Vec<f32> = layout.init(&mut chacha_stream(3, 1));
+        let (b, d) = (5, config.dim());
+        let mut rng = NormalStream::new(chacha_stream(3, 2));
+        let xt: Vec<f32> = (0..b * d).map(|_| rng.next_normal() as f32).collect();
+        let eps: Vec<f32> = (0..b * d).map(|_| rng.next_normal() as f32).collect();
+        let t = [3u32, 500, 999, 0, 42];
+        let mut whole = vec![0.0f32; params.len()];
+        let loss = batch_gradient(&layout, &params, &xt, &t, &eps, 1, &mut whole).unwrap();
+        let norm = whole.iter().map(|g| g.abs()).fold(0.0f32, f32::max);
+        for threads in [2, 3, 5] {
+            let mut grad = vec![7.0f32; params.len()];
+            let l = batch_gradient(&layout, &params, &xt, &t, &eps, threads, &mut grad).unwrap();
+            assert!((l - loss).abs() <= 1e-12 * loss, "{threads}: {l} vs {loss}");
+            let worst = grad
+                .iter()
+                .zip(&whole)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                worst <= 1e-5 * norm,
+                "{threads} shards: {worst} vs max |g| {norm}"
+            );
+            let mut again = vec![0.0f32; params.len()];
+            batch_gradient(&layout, &params, &xt, &t, &eps, threads, &mut again).unwrap();
+            assert_eq!(again, grad, "same thread count, same bits");
+        }
+    }
+
+    #[test]
+    fn sharded_training_is_reproducible_and_bad_thread_counts_are_refused() {
+        let config = UnetConfig {
+            side: 8,
+            c1: 4,
+            c2: 4,
+            temb_dim: 4,
+            time_width: 4,
+            groups: 2,
+        };
+        let data: Vec<f32> = (0..6 * 64).map(|i| (i % 13) as f32 / 6.5 - 1.0).collect();
+        let tc = UnetTrainConfig {
+            steps: 3,
+            batch: 4,
+            lr: 1e-3,
+            seed: 9,
+            train_steps: 100,
+            beta: (1e-4, 0.02),
+            threads: 2,
+        };
+        let two = train(config, &data, &tc, |_, _| {}).unwrap();
+        let again = train(config, &data, &tc, |_, _| {}).unwrap();
+        assert_eq!(two.params, again.params);
+        for threads in [0, 5] {
+            let err = train(config, &data, &UnetTrainConfig { threads, ..tc }, |_, _| {});
+            assert!(err.unwrap_err().to_string().contains("threads"));
+        }
+    }
 }
