@@ -243,20 +243,12 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::images::unet::UnetConfig;
 
     #[test]
     fn sharded_gradients_sum_to_the_whole_batch_gradient() {
-        let config = UnetConfig {
-            side: 8,
-            c1: 4,
-            c2: 4,
-            temb_dim: 4,
-            time_width: 4,
-            groups: 2,
-        };
+        let model = UnetModel::tiny();
+        let (config, params) = (model.config, model.params);
         let layout = UnetLayout::new(config).unwrap();
-        let params: Vec<f32> = layout.init(&mut chacha_stream(3, 1));
         let (b, d) = (5, config.dim());
         let mut rng = NormalStream::new(chacha_stream(3, 2));
         let xt: Vec<f32> = (0..b * d).map(|_| rng.next_normal() as f32).collect();
@@ -286,14 +278,7 @@ mod tests {
 
     #[test]
     fn sharded_training_is_reproducible_and_bad_thread_counts_are_refused() {
-        let config = UnetConfig {
-            side: 8,
-            c1: 4,
-            c2: 4,
-            temb_dim: 4,
-            time_width: 4,
-            groups: 2,
-        };
+        let config = UnetModel::tiny().config;
         let data: Vec<f32> = (0..6 * 64).map(|i| (i % 13) as f32 / 6.5 - 1.0).collect();
         let tc = UnetTrainConfig {
             steps: 3,
