@@ -8,9 +8,6 @@
 // (and keeps it). Sums run in f32 (core: f64).
 
 const FLAG_COVARIANCE: u32 = 2u;
-const PRED_EPSILON: u32 = 0u;
-const PRED_SAMPLE: u32 = 1u;
-const POS_INF_BITS: u32 = 0x7F800000u;
 
 @group(0) @binding(0) var<uniform> pv: PostVar;
 @group(0) @binding(1) var<uniform> sp: StepParams;
@@ -19,10 +16,6 @@ const POS_INF_BITS: u32 = 0x7F800000u;
 @group(0) @binding(4) var<storage, read> dirs: array<f32>;
 @group(0) @binding(5) var<storage, read> tangents: array<f32>;
 @group(0) @binding(6) var<storage, read_write> acc: array<f32>; // planes: trace, frobenius
-
-fn is_finite_f32(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7F800000u) != 0x7F800000u;
-}
 
 fn x0_tangent(u: f32, f_dot: f32) -> f32 {
     if (sp.prediction == PRED_EPSILON) {

@@ -22,8 +22,6 @@ struct Chunk {
     row_stride: u32,
 }
 
-const PRED_EPSILON: u32 = 0u;
-const PRED_SAMPLE: u32 = 1u;
 const METHOD_DDPM: u32 = 0u;
 const FLAG_WRITE_X0: u32 = 1u;
 const STREAM_STEP: u32 = 0u;
@@ -34,12 +32,6 @@ const STREAM_STEP: u32 = 0u;
 @group(0) @binding(3) var<storage, read_write> x: array<f32>;
 @group(0) @binding(4) var<storage, read_write> hal: array<f32>; // planes: shift, mean, M2
 @group(0) @binding(5) var<storage, read_write> x0_out: array<f32>;
-
-fn is_finite_f32(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7F800000u) != 0x7F800000u;
-}
-
-const POS_INF_BITS: u32 = 0x7F800000u;
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
