@@ -20,7 +20,8 @@ use mirage_core::detector::PostVarConfig;
 use mirage_core::detector::posterior_variance::scratch_len;
 use mirage_core::schedule::Schedule;
 use mirage_core::{
-    Denoiser, Hal, Mlp, PosteriorVariance, SamplerConfig, sample_trajectory, trajectory_scratch_len,
+    Denoiser, Detector, Hal, Mlp, PosteriorVariance, SamplerConfig, sample_trajectory,
+    trajectory_scratch_len,
 };
 use mirage_host::sample::{BatchDenoiser, SampleOptions, sample_batch};
 use mirage_host::train::Layout;
@@ -59,6 +60,32 @@ pub struct CorePath<'a, D: Denoiser + Sync> {
     pub window: usize,
 }
 
+impl<D: Denoiser + Sync> CorePath<'_, D> {
+    /// Runs sample `index` of seed `seed` through core's `sample_trajectory`, feeding `det`.
+    fn trajectory<T: Detector>(
+        &self,
+        seed: u64,
+        index: u32,
+        x: &mut [f32],
+        x0: &mut [f32],
+        det: &mut T,
+        scratch: &mut [f32],
+    ) -> Result<(), String> {
+        sample_trajectory(
+            self.den,
+            &self.schedule,
+            &self.cfg,
+            seed,
+            index,
+            x,
+            x0,
+            det,
+            scratch,
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
 impl<D: Denoiser + Sync> SamplingPath for CorePath<'_, D> {
     fn name(&self) -> &'static str {
         "core"
@@ -74,18 +101,7 @@ impl<D: Denoiser + Sync> SamplingPath for CorePath<'_, D> {
         for (k, (x, h)) in samples.chunks_exact_mut(dim).zip(&mut hal).enumerate() {
             let mut det = Hal::new(self.window, dim, &mut state).map_err(|e| e.to_string())?;
             let index = u32::try_from(k).map_err(|e| e.to_string())?;
-            sample_trajectory(
-                self.den,
-                &self.schedule,
-                &self.cfg,
-                seed,
-                index,
-                x,
-                &mut x0,
-                &mut det,
-                &mut scratch,
-            )
-            .map_err(|e| e.to_string())?;
+            self.trajectory(seed, index, x, &mut x0, &mut det, &mut scratch)?;
             det.scores(std::slice::from_mut(h))
                 .map_err(|e| e.to_string())?;
         }
@@ -141,18 +157,7 @@ impl<D: Denoiser + Sync> CorePath<'_, D> {
                 &mut pv_scratch,
             )
             .map_err(|e| e.to_string())?;
-            sample_trajectory(
-                self.den,
-                &self.schedule,
-                &self.cfg,
-                seed,
-                index,
-                x,
-                &mut x0,
-                &mut det,
-                &mut scratch,
-            )
-            .map_err(|e| e.to_string())?;
+            self.trajectory(seed, index, x, &mut x0, &mut det, &mut scratch)?;
             det.scores(std::slice::from_mut(t), std::slice::from_mut(f))
                 .map_err(|e| e.to_string())?;
         }
