@@ -339,7 +339,11 @@ pub fn filter_experiment(
         "[filter] sampling {samples} images × {} steps",
         cfg.sample.steps
     );
-    let s = sample_windows(
+    let UnetSamples {
+        images,
+        hal,
+        hal_extra,
+    } = sample_windows(
         &model,
         samples,
         &UnetSampleConfig {
@@ -349,15 +353,13 @@ pub fn filter_experiment(
         extra_windows,
         |_| {},
     )?;
-    let labels = label_batch(&s.images, &StripGeometry::for_side(cfg.net.side)?)?;
+    let labels = label_batch(&images, &StripGeometry::for_side(cfg.net.side)?)?;
     let summary = ShapesSummary::of(&labels);
     let flags: Vec<bool> = labels.iter().map(|l| l.hallucinated).collect();
     let windows: Vec<usize> = std::iter::once(cfg.sample.window)
         .chain(extra_windows.iter().copied())
         .collect();
-    let scores: Vec<Vec<f32>> = std::iter::once(s.hal.clone())
-        .chain(s.hal_extra.iter().cloned())
-        .collect();
+    let scores: Vec<Vec<f32>> = std::iter::once(hal).chain(hal_extra).collect();
     let chosen_window = best_window_on_calibration(&windows, &scores, &flags)?;
     let mut readings = Vec::new();
     for (&window, hal) in windows.iter().zip(&scores) {
@@ -373,7 +375,7 @@ pub fn filter_experiment(
         .iter()
         .position(|&w| w == chosen_window)
         .unwrap_or(0);
-    write_extremes(cfg, &s.images, &scores[chosen])?;
+    write_extremes(cfg, &images, &scores[chosen])?;
     write_scores(&cfg.out_dir.join("scores.csv"), &windows, &scores, &labels)?;
     let report = FilterReport {
         summary,
