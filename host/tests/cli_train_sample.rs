@@ -165,4 +165,17 @@ fn usage_errors_exit_2_and_file_errors_exit_1_naming_the_file() {
         stderr(&o)
     );
     assert!(!d.join("m.mrg").exists());
+
+    // Hal windows past the sampling steps are refused before any training starts.
+    let o = mirage(
+        &["images", "filter", "--sample-steps", "30", "--out", "img"],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--windows 40 must lie in 1..=30"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!d.join("img").exists());
 }

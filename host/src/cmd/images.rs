@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, ensure};
+use anyhow::{Result, bail, ensure};
 use clap::{Args, Subcommand};
 
 use crate::images::bench::bench_unet;
@@ -208,12 +208,21 @@ pub fn run(args: &ImagesArgs) -> Result<()> {
             samples,
             model,
             windows,
-        } => serde_json::to_value(filter_experiment(
-            &common.config()?,
-            *samples,
-            model.as_deref(),
-            windows,
-        )?)?,
+        } => {
+            if let Some(k) = windows.iter().find(|&&k| k == 0 || k > common.sample_steps) {
+                bail!(
+                    "--windows {k} must lie in 1..={} (--sample-steps); pass --windows with \
+                     smaller values",
+                    common.sample_steps
+                );
+            }
+            serde_json::to_value(filter_experiment(
+                &common.config()?,
+                *samples,
+                model.as_deref(),
+                windows,
+            )?)?
+        }
         ImagesWhat::Recursive {
             common,
             generations,
