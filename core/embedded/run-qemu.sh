@@ -20,7 +20,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 samples="${SAMPLES:-2}"
 qemu_timeout="${QEMU_TIMEOUT:-100}"
-models="$root/target/embedded-models"
+# Honour CARGO_TARGET_DIR (cargo puts every package's build there when it is set).
+target="${CARGO_TARGET_DIR:-$root/target}"
+embedded_target="${CARGO_TARGET_DIR:-$here/target}"
+models="$target/embedded-models"
 flash_limit=131072
 ram_limit=32768
 mkdir -p "$models"
@@ -29,8 +32,8 @@ cd "$root"
 echo "== models (paper 2D shape) =="
 cargo build -q -p mirage-host --bin mirage
 cargo build -q -p mirage-core --example embedded_ref
-mirage="$root/target/debug/mirage"
-ref="$root/target/debug/examples/embedded_ref"
+mirage="$target/debug/mirage"
+ref="$target/debug/examples/embedded_ref"
 if [ ! -s "$models/f32.mrg" ]; then
     "$mirage" train grid25 --epochs 40 --n 10000 --batch 1000 --quiet --out "$models/f32.mrg"
 fi
@@ -63,7 +66,7 @@ for kind in f32 q8 q16; do
     echo "== $kind: build for thumbv7em-none-eabihf =="
     (cd "$here" && MIRAGE_MODEL="$model" MIRAGE_SAMPLES="$samples" cargo build -q --release)
     elf="$models/mirage-embedded-$kind.elf"
-    cp "$here/target/thumbv7em-none-eabihf/release/mirage-embedded" "$elf"
+    cp "$embedded_target/thumbv7em-none-eabihf/release/mirage-embedded" "$elf"
     read -r text data bss _ < <(arm-none-eabi-size "$elf" | tail -n 1)
     echo "== $kind: QEMU mps2-an386 ($samples samples, -icount shift=0) =="
     start=$(date +%s.%N)
