@@ -1,9 +1,11 @@
 //! `cargo run --release -p mirage-gpu --example gpu_bench -- [steps] [batch ...]`: GPU
 //! sampling throughput of a paper-sized 2D model (random weights; x̂0 clipped to ±3 so the
-//! untrained network stays finite — the cost per step is that of the paper's sampler), as one
-//! JSON object on stdout. Used by `gpu/device-check.sh` when the host CLI is not available.
-//! `postvar` rows: the extra time of the fused posterior variance (exact trace at t = 0, d = 2
-//! tangent passes per sample) at each batch size up to 10⁵, fastest of 3 alternating calls each.
+//! untrained network stays finite — the cost per step is that of the paper's sampler), as JSON
+//! Lines on stdout, each line printed as soon as it is measured (a device run cut short still
+//! reports what it finished): the adapter, then per batch a `point` and, up to 10⁵, a
+//! `postvar_exact_t0` row (the extra time of the fused posterior variance, exact trace at
+//! t = 0, d = 2 tangent passes per sample; fastest of 2 alternating calls each). Used by
+//! `gpu/device-check.sh`.
 
 use mirage_core::detector::PostVarConfig;
 use mirage_core::mlp::{Mlp, MlpShape};
@@ -51,36 +53,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let ctx = GpuContext::new()?;
     let sampler = GpuSampler::new(&ctx, &mlp, &schedule, &cfg, 10)?;
-    let points = bench::run(&sampler, &batches)?;
     let fused =
         GpuSampler::new(&ctx, &mlp, &schedule, &cfg, 10)?.with_postvar(PostVarConfig::EXACT)?;
-    let postvar: Vec<String> = batches
-        .iter()
-        .filter(|&&b| b <= POSTVAR_MAX_BATCH)
-        .map(|&b| {
-            let o = bench::postvar_overhead(&sampler, &fused, b, 3)?;
-            Ok(format!(
-                "{{\"batch\":{},\"plain_seconds\":{:.6},\"fused_seconds\":{:.6},\"overhead\":{:.6},\"extra_passes\":{}}}",
-                o.batch, o.plain_seconds, o.fused_seconds, o.overhead, o.extra_passes
-            ))
-        })
-        .collect::<Result<_, mirage_gpu::GpuError>>()?;
-    let rows: Vec<String> = points
-        .iter()
-        .map(|p| {
-            format!(
-                "{{\"batch\":{},\"steps\":{},\"seconds\":{:.6},\"sample_steps_per_s\":{:.6e},\"flops\":{:.6e},\"non_finite\":{}}}",
-                p.batch, p.steps, p.seconds, p.sample_steps_per_s, p.flops, p.non_finite
-            )
-        })
-        .collect();
     println!(
-        "{{\"adapter\":{:?},\"flop_per_sample_step\":{},\"max_chunk\":{},\"points\":[{}],\"postvar_exact_t0\":[{}]}}",
+        "{{\"adapter\":{:?},\"flop_per_sample_step\":{},\"max_chunk\":{}}}",
         ctx.describe(),
         bench::flop_per_sample_step(shape),
-        sampler.max_chunk(),
-        rows.join(","),
-        postvar.join(",")
+        sampler.max_chunk()
     );
+    bench::warm_up(&sampler, batches.iter().copied().min().unwrap_or(1))?;
+    for &b in &batches {
+        let p = bench::time_batch(&sampler, b)?;
+        println!(
+            "{{\"point\":{{\"batch\":{},\"steps\":{},\"seconds\":{:.6},\"sample_steps_per_s\":{:.6e},\"flops\":{:.6e},\"non_finite\":{}}}}}",
+            p.batch, p.steps, p.seconds, p.sample_steps_per_s, p.flops, p.non_finite
+        );
+        if b <= POSTVAR_MAX_BATCH {
+            let o = bench::postvar_overhead(&sampler, &fused, b, 2)?;
+            println!(
+                "{{\"postvar_exact_t0\":{{\"batch\":{},\"plain_seconds\":{:.6},\"fused_seconds\":{:.6},\"overhead\":{:.6},\"extra_passes\":{}}}}}",
+                o.batch, o.plain_seconds, o.fused_seconds, o.overhead, o.extra_passes
+            );
+        }
+    }
     Ok(())
 }

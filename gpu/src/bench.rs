@@ -17,7 +17,7 @@ pub struct BenchPoint {
     pub batch: usize,
     /// Reverse steps per trajectory.
     pub steps: usize,
-    /// Wall-clock seconds of the timed call (after one warm-up call).
+    /// Wall-clock seconds of the timed call.
     pub seconds: f64,
     /// samples × steps per second.
     pub sample_steps_per_s: f64,
@@ -34,31 +34,42 @@ pub fn flop_per_sample_step(shape: MlpShape) -> f64 {
 }
 
 /// Times [`GpuSampler::sample`] for each batch size (seed 0, sample indices from 0), after
-/// one untimed warm-up call per size (pipeline and buffer creation).
+/// one untimed warm-up call at the smallest size (pipelines compiled, caches filled).
 ///
 /// # Errors
 /// Whatever [`GpuSampler::sample`] returns.
 pub fn run(sampler: &GpuSampler, batches: &[usize]) -> Result<Vec<BenchPoint>, GpuError> {
+    warm_up(sampler, batches.iter().copied().min().unwrap_or(1))?;
+    batches.iter().map(|&b| time_batch(sampler, b)).collect()
+}
+
+/// One untimed call of `batch` samples.
+///
+/// # Errors
+/// Whatever [`GpuSampler::sample`] returns.
+pub fn warm_up(sampler: &GpuSampler, batch: usize) -> Result<(), GpuError> {
+    sampler.sample(0, 0, batch).map(|_| ())
+}
+
+/// One timed call of `batch` samples.
+///
+/// # Errors
+/// Whatever [`GpuSampler::sample`] returns.
+pub fn time_batch(sampler: &GpuSampler, batch: usize) -> Result<BenchPoint, GpuError> {
     let flop = flop_per_sample_step(sampler.shape());
     let steps = sampler.steps();
-    batches
-        .iter()
-        .map(|&batch| {
-            sampler.sample(0, 0, batch)?;
-            let start = Instant::now();
-            let out = sampler.sample(0, 0, batch)?;
-            let seconds = start.elapsed().as_secs_f64();
-            let work = (batch * steps) as f64;
-            Ok(BenchPoint {
-                batch,
-                steps,
-                seconds,
-                sample_steps_per_s: work / seconds,
-                flops: work * flop / seconds,
-                non_finite: out.non_finite,
-            })
-        })
-        .collect()
+    let start = Instant::now();
+    let out = sampler.sample(0, 0, batch)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let work = (batch * steps) as f64;
+    Ok(BenchPoint {
+        batch,
+        steps,
+        seconds,
+        sample_steps_per_s: work / seconds,
+        flops: work * flop / seconds,
+        non_finite: out.non_finite,
+    })
 }
 
 /// The cost of the fused posterior variance at one batch size: the same trajectories with

@@ -1,6 +1,7 @@
 //! Whole GPU trajectories with the fused Hal detector vs core's `sample_trajectory` + `Hal`
 //! (design.md §4, statistical: ≥ 99.9% of samples within 1e-3 (max over dims), Hal scores
-//! close, flagged-set Jaccard ≥ 0.99 at the CPU's 90th-percentile threshold).
+//! close, flagged-set Jaccard ≥ 0.99 at the CPU's 90th-percentile threshold, over the samples
+//! whose score is not within the Hal tolerance of that threshold).
 //!
 //! The models are random (no trained model in the tests), and an untrained ε-network does
 //! not keep x_t bounded under the paper's schedule: unclipped trajectories grow like 1/√ᾱ
@@ -95,25 +96,23 @@ fn run_case(ctx: &mirage_gpu::GpuContext, case: &Case, seed: u64) {
     let frac = within as f64 / case.n as f64;
     let hal_f64: Vec<f64> = cpu_hal.iter().map(|&h| f64::from(h)).collect();
     let threshold = common::quantile(&hal_f64, 0.9) as f32;
-    let flag_cpu: Vec<bool> = cpu_hal
-        .iter()
-        .map(|&h| Hal::flagged(h, threshold))
+    // A sample whose CPU score lies within the asserted Hal tolerance (1e-3 relative) of the
+    // threshold may fall on either side on a GPU that rounds differently (NVIDIA fuses
+    // multiply-adds): the flags are compared on the samples clear of it.
+    let margin = 1e-3 * threshold.max(f32::MIN_POSITIVE);
+    let clear: Vec<usize> = (0..case.n)
+        .filter(|&k| (cpu_hal[k] - threshold).abs() > margin)
         .collect();
-    let flag_gpu: Vec<bool> = out
-        .hal
-        .iter()
-        .map(|&h| Hal::flagged(h, threshold))
-        .collect();
-    let both = flag_cpu
-        .iter()
-        .zip(&flag_gpu)
-        .filter(|(a, b)| **a && **b)
-        .count();
-    let either = flag_cpu
-        .iter()
-        .zip(&flag_gpu)
-        .filter(|(a, b)| **a || **b)
-        .count();
+    let flags = |hal: &[f32]| -> Vec<bool> {
+        clear
+            .iter()
+            .map(|&k| Hal::flagged(hal[k], threshold))
+            .collect()
+    };
+    let (flag_cpu, flag_gpu) = (flags(&cpu_hal), flags(&out.hal));
+    let pairs = || flag_cpu.iter().zip(&flag_gpu);
+    let both = pairs().filter(|(a, b)| **a && **b).count();
+    let either = pairs().filter(|(a, b)| **a || **b).count();
     let jaccard = if either == 0 {
         1.0
     } else {
@@ -121,8 +120,13 @@ fn run_case(ctx: &mirage_gpu::GpuContext, case: &Case, seed: u64) {
     };
     println!(
         "trajectory {:?} steps {} K {} n {}: within 1e-3 {:.4}, max |diff| {max_diff:e}, \
-         max Hal rel diff {max_hal_rel:e}, Jaccard {jaccard}",
-        case.shape, case.steps, case.window, case.n, frac
+         max Hal rel diff {max_hal_rel:e}, Jaccard {jaccard} ({} at the threshold)",
+        case.shape,
+        case.steps,
+        case.window,
+        case.n,
+        frac,
+        case.n - clear.len()
     );
     assert!(frac >= 0.999, "only {frac} of samples within 1e-3");
     assert!(max_hal_rel <= 1e-3, "Hal relative difference {max_hal_rel}");

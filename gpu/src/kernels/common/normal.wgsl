@@ -117,8 +117,12 @@ fn ln_f32(v: f32) -> f32 {
     return (x + y) + 0.693359375 * e;
 }
 
-// √a, one Newton correction on top of the hardware result (≈ correctly rounded).
+// √a, one Newton correction on top of the hardware result (≈ correctly rounded). √±0 = ±0
+// as on the CPU (u1 = 1.0 gives a = −0): the correction would divide by zero there.
 fn sqrt_f32(a: f32) -> f32 {
+    if (a == 0.0) {
+        return a;
+    }
     let s = sqrt(a);
     let err = fma(-s, s, a);
     return s + err * (0.5 / s);
