@@ -2,7 +2,7 @@
 //! sampling throughput of a paper-sized 2D model (random weights; x̂0 clipped to ±3 so the
 //! untrained network stays finite — the cost per step is that of the paper's sampler), as JSON
 //! Lines on stdout, each line printed as soon as it is measured (a device run cut short still
-//! reports what it finished): the adapter, then per batch a `point` and, up to 10⁵, a
+//! reports what it finished): the adapter, then per batch a `point` and, up to 10⁴, a
 //! `postvar_exact_t0` row (the extra time of the fused posterior variance, exact trace at
 //! t = 0, d = 2 tangent passes per sample; fastest of 2 alternating calls each). Used by
 //! `gpu/device-check.sh`.
@@ -13,8 +13,8 @@ use mirage_core::sampler::{Clip, SamplerConfig};
 use mirage_core::schedule::{BetaSchedule, Schedule, Spacing, compute_tables, table_len};
 use mirage_gpu::{GpuContext, GpuSampler, bench};
 
-/// Largest batch of the postvar rows (8 more trajectories per batch; keeps the device run short).
-const POSTVAR_MAX_BATCH: usize = 100_000;
+/// Largest batch of the postvar rows (6 more calls per batch; keeps the device run short).
+const POSTVAR_MAX_BATCH: usize = 10_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<usize> = std::env::args()
