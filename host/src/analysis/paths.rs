@@ -44,8 +44,8 @@ pub fn thread_count(requested: usize) -> usize {
     }
 }
 
-/// Maps `f` over path indices 0..n on `threads` workers (0 = all cores), keeping index order.
-/// With `label`, progress goes to stderr about every 10%.
+/// Maps `f` over path indices 0..n on `threads` workers (0 = all cores; one runs on the
+/// calling thread), keeping index order. With `label`, progress goes to stderr about every 10%.
 pub fn par_map<T: Send>(
     n: usize,
     threads: usize,
@@ -74,6 +74,9 @@ pub fn par_map<T: Send>(
             })
             .collect()
     };
+    if threads == 1 {
+        return work(0..n);
+    }
     let mut parts: Vec<Vec<T>> = Vec::with_capacity(threads);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)

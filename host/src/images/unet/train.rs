@@ -21,6 +21,7 @@ use mirage_core::{BetaSchedule, Schedule, Spacing, Table, compute_tables, table_
 
 use super::file::UnetModel;
 use super::net::{UnetConfig, UnetLayout};
+use crate::analysis::paths::par_map;
 use crate::data::NormalStream;
 use crate::train::{Adam, AdamConfig};
 
@@ -106,23 +107,9 @@ pub fn batch_gradient(
         .step_by(shard)
         .map(|lo| (lo, (lo + shard).min(b)))
         .collect();
-    let parts: Vec<Result<(f64, Vec<f32>)>> = if bounds.len() == 1 {
-        vec![run(0, b)]
-    } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = bounds
-                .iter()
-                .map(|&(lo, hi)| s.spawn(move || run(lo, hi)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a U-Net shard panicked")))
-                })
-                .collect()
-        })
-    };
+    let parts = par_map(bounds.len(), bounds.len(), None, |i| {
+        run(bounds[i].0, bounds[i].1)
+    });
     grad.fill(0.0);
     let mut loss = 0.0f64;
     for part in parts {
