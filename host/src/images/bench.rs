@@ -88,7 +88,7 @@ pub fn bench_unet(
     let reps = 20;
     let start = Instant::now();
     for _ in 0..reps {
-        f32::gemm(m, k, n, 1.0, &a, k, 1, &b, n, 1, 0.0, &mut c);
+        f32::gemm(m, k, n, 1.0, &a, k, 1, &b, n, 1, 0.0, &mut c, n);
     }
     let gemm_s = start.elapsed().as_secs_f64();
     let train_ips = (train_steps * batch) as f64 / train_s;

@@ -463,6 +463,11 @@ pub struct GenerationRow {
     pub drawn_hallucinated: Option<f64>,
     /// Shapes: hallucinated fraction of the kept set.
     pub kept_hallucinated: Option<f64>,
+    /// Shapes: fraction of draws with no shape (an emptying model lowers the hallucinated
+    /// fraction without drawing better images).
+    pub drawn_empty: Option<f64>,
+    /// Shapes: fraction of draws with a malformed component (specks, blobs).
+    pub drawn_malformed: Option<f64>,
     /// Digits: Fréchet distance (classifier features) of all draws to the real digits.
     pub drawn_frechet: Option<f64>,
     /// Digits: the same for the kept set.
@@ -471,6 +476,29 @@ pub struct GenerationRow {
     pub kept_entropy: Option<f64>,
     /// Median Hal of the draws.
     pub hal_median: f64,
+}
+
+/// What [`recursive`] measures on a set of images: D3 fractions (shapes) or the
+/// classifier's Fréchet distance and class entropy (digits).
+#[derive(Default)]
+struct SetMetrics {
+    hallucinated: Option<f64>,
+    empty: Option<f64>,
+    malformed: Option<f64>,
+    frechet: Option<f64>,
+    entropy: Option<f64>,
+}
+
+impl SetMetrics {
+    fn shapes(s: &ShapesSummary) -> Self {
+        let frac = |k: usize| Some(if s.n == 0 { 0.0 } else { k as f64 / s.n as f64 });
+        Self {
+            hallucinated: frac(s.hallucinated),
+            empty: frac(s.empty),
+            malformed: frac(s.with_malformed),
+            ..Self::default()
+        }
+    }
 }
 
 fn keep_indices(kind: FilterKind, hal: &[f32], keep: usize, seed: u64) -> Vec<usize> {
@@ -528,21 +556,17 @@ pub fn recursive(
         Some(c) => Some(c.features_and_classes(&real.images)?.0),
         None => None,
     };
-    let metrics = |images: &[f32]| -> Result<(Option<f64>, Option<f64>, Option<f64>)> {
+    let metrics = |images: &[f32]| -> Result<SetMetrics> {
         match (&classifier, &real_features) {
             (Some(c), Some(rf)) => {
                 let (f, cls) = c.features_and_classes(images)?;
-                Ok((
-                    None,
-                    Some(frechet_distance(&f, rf, super::classifier::FEATURES)?),
-                    Some(class_entropy(&cls)),
-                ))
+                Ok(SetMetrics {
+                    frechet: Some(frechet_distance(&f, rf, super::classifier::FEATURES)?),
+                    entropy: Some(class_entropy(&cls)),
+                    ..SetMetrics::default()
+                })
             }
-            _ => Ok((
-                Some(shapes_summary(cfg, images)?.hallucinated_fraction()),
-                None,
-                None,
-            )),
+            _ => Ok(SetMetrics::shapes(&shapes_summary(cfg, images)?)),
         }
     };
     let mut rows = Vec::new();
@@ -581,18 +605,19 @@ pub fn recursive(
                 .iter()
                 .flat_map(|&i| s.images[i * d..][..d].to_vec())
                 .collect();
-            let (dh, df, _) = metrics(&s.images)?;
-            let (kh, kf, ke) = metrics(&kept_images)?;
+            let (dm, km) = (metrics(&s.images)?, metrics(&kept_images)?);
             let row = GenerationRow {
                 variant,
                 generation: g,
                 drawn,
                 kept: n,
-                drawn_hallucinated: dh,
-                kept_hallucinated: kh,
-                drawn_frechet: df,
-                kept_frechet: kf,
-                kept_entropy: ke,
+                drawn_hallucinated: dm.hallucinated,
+                kept_hallucinated: km.hallucinated,
+                drawn_empty: dm.empty,
+                drawn_malformed: dm.malformed,
+                drawn_frechet: dm.frechet,
+                kept_frechet: km.frechet,
+                kept_entropy: km.entropy,
                 hal_median: median(&s.hal),
             };
             eprintln!("[{tag}] {}", serde_json::to_string(&row)?);
@@ -778,6 +803,9 @@ mod tests {
         assert_eq!(rows[0].drawn_hallucinated, rows[2].drawn_hallucinated);
         assert_eq!(rows[0].hal_median, rows[2].hal_median);
         assert_eq!(rows[0].drawn, 17);
+        assert!(rows.iter().all(|r| r.drawn_empty.is_some()
+            && r.drawn_malformed.is_some()
+            && r.drawn_frechet.is_none()));
         assert!(
             dir.path().join("recursive.json").exists()
                 && dir.path().join("samples_hal_g1.png").exists()
@@ -795,5 +823,27 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn set_metrics_are_fractions_of_the_summary() {
+        let m = SetMetrics::shapes(&ShapesSummary {
+            n: 8,
+            hallucinated: 2,
+            empty: 3,
+            with_malformed: 1,
+        });
+        assert_eq!(
+            (m.hallucinated, m.empty, m.malformed),
+            (Some(0.25), Some(0.375), Some(0.125))
+        );
+        assert_eq!((m.frechet, m.entropy), (None, None));
+        let none = SetMetrics::shapes(&ShapesSummary {
+            n: 0,
+            hallucinated: 0,
+            empty: 0,
+            with_malformed: 0,
+        });
+        assert_eq!(none.empty, Some(0.0));
     }
 }

@@ -1,7 +1,8 @@
 //! The float type of the U-Net: f32 for training and sampling, f64 for the gradient checks
-//! (central finite differences need the extra precision). `gemm` dispatches to
-//! matrixmultiply's `sgemm` / `dgemm`; both accumulate each output element over k in one
-//! fixed order whatever the thread count.
+//! (central finite differences need the extra precision). `gemm` calls the `gemm` crate
+//! (runtime-dispatched AVX-512 / AVX2+FMA kernels, `Parallelism::None`: the trainer shards
+//! the batch over its own threads). Its block sizes come from the detected cache sizes, so
+//! the bits are reproducible on one machine, not across CPU models.
 
 use core::fmt::Debug;
 use core::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
@@ -36,8 +37,8 @@ pub trait Real:
     fn sqrt(self) -> Self;
     /// eˢᵉˡᶠ.
     fn exp(self) -> Self;
-    /// C (row-major m×n, row stride n) ← α·A·B + β·C with A(i,p) = `a[i·rsa + p·csa]` and
-    /// B(p,j) = `b[p·rsb + j·csb]`.
+    /// C ← α·A·B + β·C with A(i,p) = `a[i·rsa + p·csa]`, B(p,j) = `b[p·rsb + j·csb]` and
+    /// C(i,j) = `c[i·rsc + j]` (m×n, `rsc` ≥ n).
     ///
     /// # Panics
     /// If a view reaches outside its slice (a caller bug: shapes come from one config).
@@ -55,16 +56,15 @@ pub trait Real:
         csb: usize,
         beta: Self,
         c: &mut [Self],
+        rsc: usize,
     );
 }
 
 fn check_views(
-    m: usize,
-    k: usize,
-    n: usize,
+    (m, k, n): (usize, usize, usize),
     a: (usize, usize, usize),
     b: (usize, usize, usize),
-    c: usize,
+    (c, rsc): (usize, usize),
 ) {
     let fits = |rows: usize, cols: usize, (len, rs, cs): (usize, usize, usize)| {
         rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
@@ -73,11 +73,14 @@ fn check_views(
         fits(m, k, a) && fits(k, n, b),
         "gemm: operand view outside its slice"
     );
-    assert!(c >= m * n, "gemm: output holds {c} < {m}×{n}");
+    assert!(
+        rsc >= n && fits(m, n, (c, rsc, 1)),
+        "gemm: output of {c} cannot hold {m}×{n} at row stride {rsc}"
+    );
 }
 
 macro_rules! impl_real {
-    ($t:ty, $gemm:ident) => {
+    ($t:ty) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -110,34 +113,49 @@ macro_rules! impl_real {
                 csb: usize,
                 beta: Self,
                 c: &mut [Self],
+                rsc: usize,
             ) {
-                check_views(m, k, n, (a.len(), rsa, csa), (b.len(), rsb, csb), c.len());
+                check_views(
+                    (m, k, n),
+                    (a.len(), rsa, csa),
+                    (b.len(), rsb, csb),
+                    (c.len(), rsc),
+                );
                 if m == 0 || n == 0 {
                     return;
                 }
                 if k == 0 {
-                    c[..m * n].iter_mut().for_each(|v| *v *= beta);
+                    for row in c.chunks_mut(rsc).take(m) {
+                        row[..n].iter_mut().for_each(|v| *v *= beta);
+                    }
                     return;
                 }
                 // SAFETY: `check_views` keeps every index the kernel forms — A: i·rsa + p·csa
-                // (i < m, p < k), B: p·rsb + j·csb, C: i·n + j — inside the three slices; C
-                // is a unique borrow distinct from A and B; strides fit in isize.
+                // (i < m, p < k), B: p·rsb + j·csb, C: i·rsc + j (j < n ≤ rsc) — inside the
+                // three slices; C is a unique borrow distinct from A and B; strides fit in
+                // isize (slice lengths do). The crate computes dst ← α′·dst + β′·lhs·rhs and
+                // reads dst only when told to.
                 unsafe {
-                    matrixmultiply::$gemm(
+                    gemm::gemm(
                         m,
-                        k,
                         n,
-                        alpha,
-                        a.as_ptr(),
-                        rsa as isize,
-                        csa as isize,
-                        b.as_ptr(),
-                        rsb as isize,
-                        csb as isize,
-                        beta,
+                        k,
                         c.as_mut_ptr(),
-                        n as isize,
                         1,
+                        rsc as isize,
+                        beta != 0.0,
+                        a.as_ptr(),
+                        csa as isize,
+                        rsa as isize,
+                        b.as_ptr(),
+                        csb as isize,
+                        rsb as isize,
+                        beta,
+                        alpha,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
                     );
                 }
             }
@@ -145,5 +163,5 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, sgemm);
-impl_real!(f64, dgemm);
+impl_real!(f32);
+impl_real!(f64);

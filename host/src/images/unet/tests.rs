@@ -51,13 +51,13 @@ fn check(
 
 #[test]
 fn conv_3x3_and_1x1_gradients() {
-    for k in [3usize, 1] {
+    for (k, h, w_) in [(3usize, 5usize, 4usize), (1, 5, 4), (3, 2, 1)] {
         let conv = Conv { cin: 3, cout: 2, k };
         let d = Dims {
             c: 3,
             b: 2,
-            h: 5,
-            w: 4,
+            h,
+            w: w_,
         };
         let mut x = randoms(d.len(), 1);
         let mut w = randoms(conv.weights(), 2);
@@ -85,35 +85,39 @@ fn conv_3x3_matches_a_direct_convolution() {
         cout: 3,
         k: 3,
     };
-    let d = Dims {
-        c: 2,
-        b: 2,
-        h: 4,
-        w: 5,
-    };
-    let x = randoms(d.len(), 11);
-    let w = randoms(conv.weights(), 12);
-    let bias = randoms(3, 13);
-    let mut y = vec![0.0; 3 * d.n()];
-    conv.forward(&w, &bias, &x, d, &mut Vec::new(), &mut y);
-    for co in 0..3 {
-        for b in 0..2 {
-            for yy in 0..4isize {
-                for xx in 0..5isize {
-                    let mut want = bias[co];
-                    for ci in 0..2 {
-                        for ky in 0..3isize {
-                            for kx in 0..3isize {
-                                let (sy, sx) = (yy + ky - 1, xx + kx - 1);
-                                if (0..4).contains(&sy) && (0..5).contains(&sx) {
-                                    want += w[(co * 2 + ci) * 9 + (ky * 3 + kx) as usize]
-                                        * x[(ci * 2 + b) * 20 + (sy * 5 + sx) as usize];
+    // (height, width): wide, one column (every shifted row clipped), 2×2.
+    for (h, w_) in [(4usize, 5usize), (3, 1), (2, 2)] {
+        let d = Dims {
+            c: 2,
+            b: 2,
+            h,
+            w: w_,
+        };
+        let x = randoms(d.len(), 11);
+        let w = randoms(conv.weights(), 12);
+        let bias = randoms(3, 13);
+        let mut y = vec![0.0; 3 * d.n()];
+        conv.forward(&w, &bias, &x, d, &mut Vec::new(), &mut y);
+        let (hi, wi, hw) = (h as isize, w_ as isize, h * w_);
+        for co in 0..3 {
+            for b in 0..2 {
+                for yy in 0..hi {
+                    for xx in 0..wi {
+                        let mut want = bias[co];
+                        for ci in 0..2 {
+                            for ky in 0..3isize {
+                                for kx in 0..3isize {
+                                    let (sy, sx) = (yy + ky - 1, xx + kx - 1);
+                                    if (0..hi).contains(&sy) && (0..wi).contains(&sx) {
+                                        want += w[(co * 2 + ci) * 9 + (ky * 3 + kx) as usize]
+                                            * x[(ci * 2 + b) * hw + (sy * wi + sx) as usize];
+                                    }
                                 }
                             }
                         }
+                        let got = y[(co * 2 + b) * hw + (yy * wi + xx) as usize];
+                        assert!((got - want).abs() < 1e-12, "{h}×{w_}: ({co},{b},{yy},{xx})");
                     }
-                    let got = y[(co * 2 + b) * 20 + (yy * 5 + xx) as usize];
-                    assert!((got - want).abs() < 1e-12, "({co},{b},{yy},{xx})");
                 }
             }
         }
