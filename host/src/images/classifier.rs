@@ -54,8 +54,10 @@ fn offsets(dim: usize) -> Offsets {
 
 struct Pass {
     z1: Vec<f32>,
+    g1: Vec<f32>,
     a1: Vec<f32>,
     z2: Vec<f32>,
+    g2: Vec<f32>,
     a2: Vec<f32>,
     logits: Vec<f32>,
 }
@@ -66,11 +68,13 @@ impl Classifier {
         let mut z1 = vec![0.0; n * H1];
         dense_forward(&p[o.w1..], &p[o.b1..], x, n, self.dim, H1, &mut z1);
         let mut a1 = vec![0.0; n * H1];
-        silu_forward(&z1, &mut a1);
+        let mut g1 = vec![0.0; n * H1];
+        silu_forward(&z1, &mut a1, &mut g1);
         let mut z2 = vec![0.0; n * FEATURES];
         dense_forward(&p[o.w2..], &p[o.b2..], &a1, n, H1, FEATURES, &mut z2);
         let mut a2 = vec![0.0; n * FEATURES];
-        silu_forward(&z2, &mut a2);
+        let mut g2 = vec![0.0; n * FEATURES];
+        silu_forward(&z2, &mut a2, &mut g2);
         let mut logits = vec![0.0; n * CLASSES];
         dense_forward(
             &p[o.w3..],
@@ -83,8 +87,10 @@ impl Classifier {
         );
         Pass {
             z1,
+            g1,
             a1,
             z2,
+            g2,
             a2,
             logits,
         }
@@ -173,7 +179,7 @@ impl Classifier {
                     &mut da2,
                 );
                 let mut dz2 = vec![0.0; b * FEATURES];
-                silu_backward(&pass.z2, &da2, &mut dz2);
+                silu_backward(&pass.z2, &pass.g2, &da2, &mut dz2);
                 let (g1, g2) = g12.split_at_mut(o.w2);
                 let (gw2, gb2) = g2.split_at_mut(FEATURES * H1);
                 let mut da1 = vec![0.0; b * H1];
@@ -189,7 +195,7 @@ impl Classifier {
                     &mut da1,
                 );
                 let mut dz1 = vec![0.0; b * H1];
-                silu_backward(&pass.z1, &da1, &mut dz1);
+                silu_backward(&pass.z1, &pass.g1, &da1, &mut dz1);
                 let (gw1, gb1) = g1.split_at_mut(H1 * dim);
                 let mut dx = vec![0.0; b * dim];
                 dense_backward(&p[o.w1..], &x, &dz1, b, dim, H1, gw1, gb1, &mut dx);

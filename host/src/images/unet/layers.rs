@@ -61,11 +61,39 @@ pub fn col_ld(hw: usize) -> usize {
     hw + 16
 }
 
-/// The columns `lo..hi` of an output row whose source `x + shift` lies inside `0..w`.
-fn valid_span(w: usize, shift: isize) -> (usize, usize) {
-    let lo = (-shift).clamp(0, w as isize) as usize;
-    let hi = (w as isize - shift).clamp(lo as isize, w as isize) as usize;
-    (lo, hi)
+/// One im2col row as a shifted copy of a plane: entry j (pixel (y, x) = (j / W, j mod W))
+/// reads plane[j + off] with off = dy·W + dx; `lo..hi` is where that index lies inside the
+/// plane, and `edge` the columns whose source wraps into the neighbouring image row
+/// (x < −dx or x ≥ W − dx), which are zero.
+struct Shift {
+    off: isize,
+    lo: usize,
+    hi: usize,
+    edge: core::ops::Range<usize>,
+}
+
+impl Shift {
+    fn new(d: Dims, dy: isize, dx: isize) -> Self {
+        let (hw, w) = ((d.h * d.w) as isize, d.w as isize);
+        let off = dy * w + dx;
+        let lo = (-off).clamp(0, hw) as usize;
+        let hi = (hw - off).clamp(lo as isize, hw) as usize;
+        let edge = if dx < 0 {
+            0..(-dx).min(w) as usize
+        } else {
+            (w - dx).max(0) as usize..w as usize
+        };
+        Self { off, lo, hi, edge }
+    }
+
+    fn zero_edges<T: Real>(&self, row: &mut [T], w: usize) {
+        if self.edge.is_empty() {
+            return;
+        }
+        for line in row.chunks_exact_mut(w) {
+            line[self.edge.clone()].fill(T::ZERO);
+        }
+    }
 }
 
 /// im2col of image `b` for a k×k kernel with padding k/2:
@@ -77,45 +105,32 @@ pub fn im2col<T: Real>(x: &[T], d: Dims, b: usize, k: usize, col: &mut [T], ld: 
         for ky in 0..k {
             for kx in 0..k {
                 let row = &mut col[((ci * k + ky) * k + kx) * ld..][..hw];
-                let shift = kx as isize - pad;
-                let (lo, hi) = valid_span(d.w, shift);
-                for (y, out) in row.chunks_exact_mut(d.w).enumerate() {
-                    let sy = y as isize + ky as isize - pad;
-                    if sy < 0 || sy >= d.h as isize || lo == hi {
-                        out.fill(T::ZERO);
-                        continue;
-                    }
-                    let src = &plane[sy as usize * d.w..][..d.w];
-                    out[..lo].fill(T::ZERO);
-                    let s0 = (lo as isize + shift) as usize;
-                    out[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
-                    out[hi..].fill(T::ZERO);
-                }
+                let sh = Shift::new(d, ky as isize - pad, kx as isize - pad);
+                let s0 = (sh.lo as isize + sh.off) as usize;
+                row[..sh.lo].fill(T::ZERO);
+                row[sh.lo..sh.hi].copy_from_slice(&plane[s0..s0 + sh.hi - sh.lo]);
+                row[sh.hi..].fill(T::ZERO);
+                sh.zero_edges(row, d.w);
             }
         }
     }
 }
 
-/// The adjoint of [`im2col`]: adds image `b`'s `col` back onto `dx`.
-pub fn col2im_add<T: Real>(col: &[T], d: Dims, b: usize, k: usize, dx: &mut [T], ld: usize) {
+/// The adjoint of [`im2col`]: adds image `b`'s `col` back onto `dx` (zeroing the entries
+/// of `col` that had no source pixel).
+pub fn col2im_add<T: Real>(col: &mut [T], d: Dims, b: usize, k: usize, dx: &mut [T], ld: usize) {
     let (hw, pad) = (d.h * d.w, (k / 2) as isize);
     for ci in 0..d.c {
         let plane = &mut dx[(ci * d.b + b) * hw..][..hw];
         for ky in 0..k {
             for kx in 0..k {
-                let row = &col[((ci * k + ky) * k + kx) * ld..][..hw];
-                let shift = kx as isize - pad;
-                let (lo, hi) = valid_span(d.w, shift);
-                for (y, src) in row.chunks_exact(d.w).enumerate() {
-                    let sy = y as isize + ky as isize - pad;
-                    if sy < 0 || sy >= d.h as isize {
-                        continue;
-                    }
-                    let s0 = (lo as isize + shift) as usize;
-                    let dst = &mut plane[sy as usize * d.w + s0..][..hi - lo];
-                    for (o, &g) in dst.iter_mut().zip(&src[lo..hi]) {
-                        *o += g;
-                    }
+                let row = &mut col[((ci * k + ky) * k + kx) * ld..][..hw];
+                let sh = Shift::new(d, ky as isize - pad, kx as isize - pad);
+                sh.zero_edges(row, d.w);
+                let s0 = (sh.lo as isize + sh.off) as usize;
+                let dst = &mut plane[s0..s0 + sh.hi - sh.lo];
+                for (o, &g) in dst.iter_mut().zip(&row[sh.lo..sh.hi]) {
+                    *o += g;
                 }
             }
         }
@@ -345,17 +360,17 @@ fn sigmoid<T: Real>(x: T) -> T {
     T::ONE / (T::ONE + (-x).exp())
 }
 
-/// y = x·s(x).
-pub fn silu_forward<T: Real>(x: &[T], y: &mut [T]) {
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = v * sigmoid(v);
+/// y = x·s(x), keeping s(x) in `sig` for [`silu_backward`].
+pub fn silu_forward<T: Real>(x: &[T], y: &mut [T], sig: &mut [T]) {
+    for ((o, g), &v) in y.iter_mut().zip(sig.iter_mut()).zip(x) {
+        *g = sigmoid(v);
+        *o = v * *g;
     }
 }
 
-/// ∂x += ∂y·s(x)(1 + x(1 − s(x))).
-pub fn silu_backward<T: Real>(x: &[T], dy: &[T], dx: &mut [T]) {
-    for ((g, &v), &u) in dx.iter_mut().zip(x).zip(dy) {
-        let s = sigmoid(v);
+/// ∂x += ∂y·s(x)(1 + x(1 − s(x))), with s(x) = `sig` from [`silu_forward`].
+pub fn silu_backward<T: Real>(x: &[T], sig: &[T], dy: &[T], dx: &mut [T]) {
+    for (((g, &v), &s), &u) in dx.iter_mut().zip(x).zip(sig).zip(dy) {
         *g += u * s * (T::ONE + v * (T::ONE - s));
     }
 }

@@ -334,7 +334,8 @@ impl UnetLayout {
             &mut tpre,
         );
         let mut temb = vec![T::ZERO; b * tc];
-        silu_forward(&tpre, &mut temb);
+        let mut tsig = vec![T::ZERO; b * tc];
+        silu_forward(&tpre, &mut temb, &mut tsig);
 
         let mut col = Vec::new();
         let mut h0 = vec![T::ZERO; d_full.with_c(cfg.c1).len()];
@@ -381,7 +382,8 @@ impl UnetLayout {
             &mut out_a,
         );
         let mut out_s = vec![T::ZERO; dn.len()];
-        silu_forward(&out_a, &mut out_s);
+        let mut out_sig = vec![T::ZERO; dn.len()];
+        silu_forward(&out_a, &mut out_s, &mut out_sig);
         let mut out = vec![T::ZERO; d_full.len()];
         let co = self.conv_out;
         co.conv.forward(
@@ -396,6 +398,7 @@ impl UnetLayout {
             b,
             emb,
             tpre,
+            tsig,
             temb,
             h0,
             p1,
@@ -406,6 +409,7 @@ impl UnetLayout {
             out_xhat,
             out_rstd,
             out_a,
+            out_sig,
             out_s,
             out,
         })
@@ -436,7 +440,8 @@ impl UnetLayout {
             &mut a1,
         );
         let mut s1 = vec![T::ZERO; din.len()];
-        silu_forward(&a1, &mut s1);
+        let mut sig1 = vec![T::ZERO; din.len()];
+        silu_forward(&a1, &mut s1, &mut sig1);
         let mut c1 = vec![T::ZERO; dout.len()];
         bp.c1
             .conv
@@ -474,7 +479,8 @@ impl UnetLayout {
             &mut a2,
         );
         let mut s2 = vec![T::ZERO; dout.len()];
-        silu_forward(&a2, &mut s2);
+        let mut sig2 = vec![T::ZERO; dout.len()];
+        silu_forward(&a2, &mut s2, &mut sig2);
         let mut out = vec![T::ZERO; dout.len()];
         bp.c2
             .conv
@@ -493,10 +499,12 @@ impl UnetLayout {
             xhat1,
             rstd1,
             a1,
+            sig1,
             s1,
             xhat2,
             rstd2,
             a2,
+            sig2,
             s2,
             out,
         }
@@ -563,7 +571,7 @@ impl UnetLayout {
             );
         }
         let mut da = vec![T::ZERO; dn.len()];
-        silu_backward(&tape.out_a, &ds, &mut da);
+        silu_backward(&tape.out_a, &tape.out_sig, &ds, &mut da);
         let mut dr4 = vec![T::ZERO; dn.len()];
         {
             let no = self.n_out;
@@ -663,7 +671,7 @@ impl UnetLayout {
                 .backward(&params[ci.w..], x, d_full, &dh0, &mut col, gw, gb, &mut dx);
         }
         let mut dtpre = vec![T::ZERO; dtemb.len()];
-        silu_backward(&tape.tpre, &dtemb, &mut dtpre);
+        silu_backward(&tape.tpre, &tape.tsig, &dtemb, &mut dtpre);
         let tp = self.time;
         let mut demb = vec![T::ZERO; tape.emb.len()];
         let (gw, gb) = split_wb(grad, tp.w, tp.inp * tp.out, tp.b, tp.out);
@@ -713,7 +721,7 @@ impl UnetLayout {
                 .backward(&p[bp.c2.w..], &bt.s2, dcout, dout, col, gw, gb, &mut ds2);
         }
         let mut da2 = vec![T::ZERO; dcout.len()];
-        silu_backward(&bt.a2, &ds2, &mut da2);
+        silu_backward(&bt.a2, &bt.sig2, &ds2, &mut da2);
         let mut dc1 = vec![T::ZERO; dcout.len()];
         {
             let (gg, gbeta) = split_wb(grad, bp.n2.gamma, bp.cout, bp.n2.beta, bp.cout);
@@ -760,7 +768,7 @@ impl UnetLayout {
                 .backward(&p[bp.c1.w..], &bt.s1, din, &dc1, col, gw, gb, &mut ds1);
         }
         let mut da1 = vec![T::ZERO; din.len()];
-        silu_backward(&bt.a1, &ds1, &mut da1);
+        silu_backward(&bt.a1, &bt.sig1, &ds1, &mut da1);
         let (gg, gbeta) = split_wb(grad, bp.n1.gamma, bp.cin, bp.n1.beta, bp.cin);
         group_norm_backward(
             &da1,
@@ -796,10 +804,12 @@ struct BlockTape<T> {
     xhat1: Vec<T>,
     rstd1: Vec<T>,
     a1: Vec<T>,
+    sig1: Vec<T>,
     s1: Vec<T>,
     xhat2: Vec<T>,
     rstd2: Vec<T>,
     a2: Vec<T>,
+    sig2: Vec<T>,
     s2: Vec<T>,
     out: Vec<T>,
 }
@@ -810,6 +820,7 @@ pub struct Tape<T> {
     b: usize,
     emb: Vec<T>,
     tpre: Vec<T>,
+    tsig: Vec<T>,
     temb: Vec<T>,
     h0: Vec<T>,
     p1: Vec<T>,
@@ -820,6 +831,7 @@ pub struct Tape<T> {
     out_xhat: Vec<T>,
     out_rstd: Vec<T>,
     out_a: Vec<T>,
+    out_sig: Vec<T>,
     out_s: Vec<T>,
     out: Vec<T>,
 }

@@ -183,12 +183,13 @@ fn group_norm_gradients_and_statistics() {
 fn silu_dense_pool_and_up_gradients() {
     let mut x = randoms(30, 9);
     let r = randoms(30, 10);
-    let mut dx = vec![0.0; 30];
-    silu_backward(&x, &r, &mut dx);
+    let (mut dx, mut y, mut sig) = (vec![0.0; 30], vec![0.0; 30], vec![0.0; 30]);
+    silu_forward(&x, &mut y, &mut sig);
+    silu_backward(&x, &sig, &r, &mut dx);
     let x0 = x.clone();
     check("silu", &mut x, 0..30, &dx, |v| {
-        let mut y = vec![0.0; 30];
-        silu_forward(v, &mut y);
+        let (mut y, mut sig) = (vec![0.0; 30], vec![0.0; 30]);
+        silu_forward(v, &mut y, &mut sig);
         dot(&y, &r)
     });
     let _ = x0;
