@@ -41,7 +41,25 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
 }
 
+/// Keeps freed memory in glibc's heap instead of returning it to the kernel: the U-Net
+/// allocates and frees megabytes of activations per pass, and with glibc's defaults
+/// (mmap above 128 KiB, heap trimmed above 128 KiB free) page faults and page clearing
+/// took 15% of a training profile. Thresholds: mmap above 64 MiB, trim above 256 MiB.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only sets two allocator parameters; it runs before any other thread
+    // exists and takes plain integers.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Train(args) => cmd::train::run(&args),

@@ -75,10 +75,10 @@ pub fn bench_unet(
     let train_s = start.elapsed().as_secs_f64();
     let params: Vec<f32> = layout.init(&mut mirage_core::noise::chacha_stream(1, 1));
     let t = vec![500u32; batch];
-    let _ = layout.forward(&params, &data, &t)?;
+    let _ = layout.predict(&params, &data, &t)?;
     let start = Instant::now();
     for _ in 0..forward_reps {
-        let _ = layout.forward(&params, &data, &t)?;
+        let _ = layout.predict(&params, &data, &t)?;
     }
     let fwd_s = start.elapsed().as_secs_f64();
     let f = forward_flops(&config);

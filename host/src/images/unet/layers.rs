@@ -86,12 +86,13 @@ impl Shift {
         Self { off, lo, hi, edge }
     }
 
+    /// Zeroes the `edge` columns of every line (strided stores: a `fill` per line would be
+    /// a one-element memset call each).
     fn zero_edges<T: Real>(&self, row: &mut [T], w: usize) {
-        if self.edge.is_empty() {
-            return;
-        }
-        for line in row.chunks_exact_mut(w) {
-            line[self.edge.clone()].fill(T::ZERO);
+        for x in self.edge.clone() {
+            for v in row.iter_mut().skip(x).step_by(w) {
+                *v = T::ZERO;
+            }
         }
     }
 }
@@ -271,7 +272,53 @@ impl Conv {
     }
 }
 
+/// Partial sums per lane: the loops below vectorise, and each sum has one fixed order.
+const LANES: usize = 8;
+
+/// Σ xs, in [`LANES`] interleaved partial sums added left to right, then the tail.
+fn lane_sum<T: Real>(xs: &[T]) -> T {
+    let mut acc = [T::ZERO; LANES];
+    let (chunks, tail) = xs.as_chunks::<LANES>();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().chain(tail).fold(T::ZERO, |s, &v| s + v)
+}
+
+/// Σ (x − m)², summed as [`lane_sum`].
+fn lane_sq_dev<T: Real>(xs: &[T], m: T) -> T {
+    let mut acc = [T::ZERO; LANES];
+    let (chunks, tail) = xs.as_chunks::<LANES>();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += (v - m) * (v - m);
+        }
+    }
+    let head = acc.iter().fold(T::ZERO, |s, &v| s + v);
+    tail.iter().fold(head, |s, &v| s + (v - m) * (v - m))
+}
+
+/// (Σ g, Σ g·x̂), summed as [`lane_sum`].
+fn lane_sums_dy<T: Real>(dy: &[T], xhat: &[T]) -> (T, T) {
+    let (mut s, mut sx) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+    let (dc, dt) = dy.as_chunks::<LANES>();
+    let (xc, xt) = xhat.as_chunks::<LANES>();
+    for (g, x) in dc.iter().zip(xc) {
+        for l in 0..LANES {
+            s[l] += g[l];
+            sx[l] += g[l] * x[l];
+        }
+    }
+    let fold = |a: [T; LANES]| a.iter().fold(T::ZERO, |t, &v| t + v);
+    dt.iter()
+        .zip(xt)
+        .fold((fold(s), fold(sx)), |(a, b), (&g, &x)| (a + g, b + g * x))
+}
+
 /// Group norm over `groups` groups of channels; caches x̂ and 1/σ per (sample, group).
+/// Each plane's sums run in [`LANES`] partial sums of `T`; planes are combined in f64.
 #[allow(clippy::too_many_arguments)]
 pub fn group_norm_forward<T: Real>(
     x: &[T],
@@ -288,26 +335,21 @@ pub fn group_norm_forward<T: Real>(
     for g in 0..groups {
         for b in 0..d.b {
             let planes = || (g * cpg..(g + 1) * cpg).map(|c| (c, (c * d.b + b) * hw));
-            let mut sum = 0.0f64;
-            for (_, off) in planes() {
-                sum += x[off..off + hw].iter().map(|v| v.to_f64()).sum::<f64>();
-            }
-            let mean = sum / count;
-            let mut var = 0.0f64;
-            for (_, off) in planes() {
-                var += x[off..off + hw]
-                    .iter()
-                    .map(|v| (v.to_f64() - mean).powi(2))
-                    .sum::<f64>();
-            }
+            let sum: f64 = planes()
+                .map(|(_, o)| lane_sum(&x[o..o + hw]).to_f64())
+                .sum();
+            let mean_t = T::from_f64(sum / count);
+            let var: f64 = planes()
+                .map(|(_, o)| lane_sq_dev(&x[o..o + hw], mean_t).to_f64())
+                .sum();
             let r = 1.0 / (var / count + GN_EPS).sqrt();
             rstd[b * groups + g] = T::from_f64(r);
-            let (mean_t, r_t) = (T::from_f64(mean), T::from_f64(r));
+            let r_t = T::from_f64(r);
             for (c, off) in planes() {
-                for i in off..off + hw {
-                    let xh = (x[i] - mean_t) * r_t;
-                    xhat[i] = xh;
-                    y[i] = gamma[c] * xh + beta[c];
+                let (xs, xh) = (&x[off..off + hw], &mut xhat[off..off + hw]);
+                for ((o, h), &v) in y[off..off + hw].iter_mut().zip(xh).zip(xs) {
+                    *h = (v - mean_t) * r_t;
+                    *o = gamma[c] * *h + beta[c];
                 }
             }
         }
@@ -334,11 +376,7 @@ pub fn group_norm_backward<T: Real>(
             let planes = || (g * cpg..(g + 1) * cpg).map(|c| (c, (c * d.b + b) * hw));
             let (mut mean_g, mut mean_gx) = (0.0f64, 0.0f64);
             for (c, off) in planes() {
-                let (mut sdy, mut sdyx) = (T::ZERO, T::ZERO);
-                for i in off..off + hw {
-                    sdy += dy[i];
-                    sdyx += dy[i] * xhat[i];
-                }
+                let (sdy, sdyx) = lane_sums_dy(&dy[off..off + hw], &xhat[off..off + hw]);
                 dbeta[c] += sdy;
                 dgamma[c] += sdyx;
                 mean_g += (gamma[c] * sdy).to_f64();
@@ -347,8 +385,9 @@ pub fn group_norm_backward<T: Real>(
             let (mg, mgx) = (T::from_f64(mean_g / count), T::from_f64(mean_gx / count));
             let r = rstd[b * groups + g];
             for (c, off) in planes() {
-                for i in off..off + hw {
-                    dx[i] += r * (gamma[c] * dy[i] - mg - xhat[i] * mgx);
+                let (gs, xs) = (&dy[off..off + hw], &xhat[off..off + hw]);
+                for ((o, &u), &h) in dx[off..off + hw].iter_mut().zip(gs).zip(xs) {
+                    *o += r * (gamma[c] * u - mg - h * mgx);
                 }
             }
         }

@@ -27,6 +27,10 @@ use super::layers::{
 };
 use super::real::Real;
 
+/// Images per forward/backward pass in training and sampling: the activations of 8
+/// images at 32×32 stay in the caches (one pass over a 32-image batch ran 1.3–1.6× slower).
+pub const MICRO_BATCH: usize = 8;
+
 /// Shape of the U-Net.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UnetConfig {
@@ -274,6 +278,26 @@ impl UnetLayout {
             }
         }
         p
+    }
+
+    /// ε̂ for `x` (`[B][S²]`) at per-sample steps `t`, computed [`MICRO_BATCH`] images at a
+    /// time (no tape kept).
+    ///
+    /// # Errors
+    /// As [`Self::forward`].
+    pub fn predict<T: Real>(&self, params: &[T], x: &[T], t: &[u32]) -> Result<Vec<T>> {
+        let d = self.config.dim();
+        ensure!(
+            x.len() == t.len() * d,
+            "U-Net: input holds {} values, expected {} images of {d}",
+            x.len(),
+            t.len()
+        );
+        let mut out = Vec::with_capacity(x.len());
+        for (xs, ts) in x.chunks(MICRO_BATCH * d).zip(t.chunks(MICRO_BATCH)) {
+            out.extend_from_slice(self.forward(params, xs, ts)?.output());
+        }
+        Ok(out)
     }
 
     /// Runs the net on `x` (`[B][S²]`) at per-sample steps `t`, keeping what backward needs.

@@ -35,7 +35,7 @@ pub trait Real:
     fn to_f64(self) -> f64;
     /// √self.
     fn sqrt(self) -> Self;
-    /// eˢᵉˡᶠ.
+    /// eˢᵉˡᶠ (f32: [`exp_f32`], branch-free so SiLU's loops vectorise; f64: libm).
     fn exp(self) -> Self;
     /// C ← α·A·B + β·C with A(i,p) = `a[i·rsa + p·csa]`, B(p,j) = `b[p·rsb + j·csb]` and
     /// C(i,j) = `c[i·rsc + j]` (m×n, `rsc` ≥ n).
@@ -79,8 +79,31 @@ fn check_views(
     );
 }
 
+/// eˣ in f32 without calls or branches (Cephes `expf`): x clamped to [−87, 88],
+/// n = round(x·log₂e) by the 1.5·2²³ shift, r = x − n·ln 2 in two parts (|r| ≤ ½ ln 2),
+/// eʳ = 1 + r + r²·P(r) with Cephes' degree-5 minimax P, scaled by 2ⁿ built in the exponent
+/// bits. Within 2 ulp of the correctly rounded eˣ on [−87, 88] (tested).
+#[inline(always)]
+#[must_use]
+pub fn exp_f32(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let t = x * core::f32::consts::LOG2_E + SHIFT;
+    let n = t - SHIFT;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 0.166_666_65)
+        * r
+        + 0.5;
+    let er = r * r * p + r + 1.0;
+    // t lies in [2²³, 2²⁴), where f32 steps by 1: its bits minus SHIFT's are n (two's
+    // complement); 2ⁿ has the biased exponent n + 127 (1..=254 after the clamp).
+    let scale = f32::from_bits((t.to_bits().wrapping_sub(SHIFT.to_bits()).wrapping_add(127)) << 23);
+    er * scale
+}
+
 macro_rules! impl_real {
-    ($t:ty) => {
+    ($t:ty, $exp:expr) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -98,7 +121,7 @@ macro_rules! impl_real {
             }
             #[inline(always)]
             fn exp(self) -> Self {
-                <$t>::exp(self)
+                $exp(self)
             }
             fn gemm(
                 m: usize,
@@ -163,5 +186,5 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32);
-impl_real!(f64);
+impl_real!(f32, exp_f32);
+impl_real!(f64, f64::exp);

@@ -154,7 +154,7 @@ pub fn sample_windows(
         let mut t = vec![0u32; b];
         for i in (0..cfg.steps).rev() {
             t.fill(model_t[i] as u32);
-            let eps = layout.forward(&model.params, &x, &t)?.into_output();
+            let eps = layout.predict(&model.params, &x, &t)?;
             let noise_slice: &[f32] = if sampler.needs_noise(i) {
                 for (k, row) in noise.chunks_exact_mut(d).enumerate() {
                     fill_normals(cfg.seed, STREAM_STEP, first + k as u32, i as u32, row);

@@ -5,6 +5,7 @@ use rand_core::Rng;
 
 use super::layers::*;
 use super::net::{UnetConfig, UnetLayout};
+use super::real::exp_f32;
 use mirage_core::noise::chacha_stream;
 
 fn randoms(n: usize, seed: u64) -> Vec<f64> {
@@ -307,4 +308,22 @@ fn f32_and_f64_forward_agree() {
     assert!(UnetLayout::new(UnetConfig { side: 6, ..cfg }).is_err());
     assert!(UnetLayout::new(UnetConfig { c1: 6, ..cfg }).is_err());
     assert!(layout.forward(&p32, &x32[..10], &t).is_err());
+}
+
+#[test]
+fn exp_f32_within_two_ulp_of_exp() {
+    // Every 1/64 on [−87, 88] plus the clamp ends and points just inside them.
+    let grid = (-87 * 64..=88 * 64).map(|i| i as f32 / 64.0);
+    let ends = [-87.0f32, 88.0, -86.99, 87.99, 0.0, -0.0, 1e-8, -1e-8];
+    let mut worst = 0.0f64;
+    for x in grid.chain(ends) {
+        let want = f64::from(x).exp();
+        let ulp = f64::from(f32::EPSILON) * want;
+        worst = worst.max((f64::from(exp_f32(x)) - want).abs() / ulp);
+    }
+    assert!(worst <= 2.0, "exp_f32 off by {worst} ulp");
+    // Beyond the clamp: finite, no NaN, monotone limits.
+    assert_eq!(exp_f32(-200.0), exp_f32(-87.0));
+    assert_eq!(exp_f32(200.0), exp_f32(88.0));
+    assert!(exp_f32(88.0).is_finite() && exp_f32(-87.0) > 0.0);
 }

@@ -11,7 +11,8 @@
 //! With `threads` = n > 1 each step splits its batch into n contiguous shards, runs forward
 //! and backward of each on its own thread into its own gradient (GroupNorm is per image, so
 //! the shards are independent) and sums the gradients in shard order: the same seed and
-//! thread count give the same bits, and n = 1 is the unsharded step.
+//! thread count give the same bits. Each shard runs [`MICRO_BATCH`] images per pass,
+//! adding each pass's gradient into the shard's.
 
 use anyhow::{Result, ensure};
 use rand_core::Rng;
@@ -20,7 +21,7 @@ use mirage_core::noise::chacha_stream;
 use mirage_core::{BetaSchedule, Schedule, Spacing, Table, compute_tables, table_len};
 
 use super::file::UnetModel;
-use super::net::{UnetConfig, UnetLayout};
+use super::net::{MICRO_BATCH, UnetConfig, UnetLayout};
 use crate::analysis::paths::par_map;
 use crate::data::NormalStream;
 use crate::train::{Adam, AdamConfig};
@@ -86,21 +87,24 @@ pub fn batch_gradient(
     let scale = 2.0 / (b * d) as f32;
     let shard = b.div_ceil(threads.max(1));
     let run = |lo: usize, hi: usize| -> Result<(f64, Vec<f32>)> {
-        let x = &xt[lo * d..hi * d];
-        let tape = layout.forward(params, x, &t[lo..hi])?;
         let mut loss = 0.0f64;
-        let dout: Vec<f32> = tape
-            .output()
-            .iter()
-            .zip(&eps[lo * d..hi * d])
-            .map(|(&p, &e)| {
-                let r = p - e;
-                loss += f64::from(r) * f64::from(r);
-                scale * r
-            })
-            .collect();
         let mut g = vec![0.0f32; params.len()];
-        layout.backward(params, x, &tape, &dout, &mut g)?;
+        for mlo in (lo..hi).step_by(MICRO_BATCH) {
+            let mhi = (mlo + MICRO_BATCH).min(hi);
+            let x = &xt[mlo * d..mhi * d];
+            let tape = layout.forward(params, x, &t[mlo..mhi])?;
+            let dout: Vec<f32> = tape
+                .output()
+                .iter()
+                .zip(&eps[mlo * d..mhi * d])
+                .map(|(&p, &e)| {
+                    let r = p - e;
+                    loss += f64::from(r) * f64::from(r);
+                    scale * r
+                })
+                .collect();
+            layout.backward(params, x, &tape, &dout, &mut g)?;
+        }
         Ok((loss, g))
     };
     let bounds: Vec<(usize, usize)> = (0..b)
