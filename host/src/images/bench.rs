@@ -1,13 +1,14 @@
 //! `mirage images bench` (the lead may alias it as `mirage bench unet`): U-Net training and
 //! sampling throughput on the CPU, in images/s and GFLOP/s (FLOPs from
 //! [`super::unet::forward_flops`]; a training step counts 3× a forward pass), next to the
-//! machine's sgemm rate on a GEMM of the net's largest convolution shape (the roofline the
-//! im2col design can reach). `host/benches/unet_torch.py` times the same net in PyTorch.
+//! machine's sgemm rate on one image's GEMM of the net's largest convolution (the roofline
+//! the im2col design can reach). `host/benches/unet_torch.py` times the same net in PyTorch.
 
 use std::time::Instant;
 
 use anyhow::Result;
 
+use super::unet::layers::col_ld;
 use super::unet::train::{UnetTrainConfig, train};
 use super::unet::{Real, UnetConfig, UnetLayout, forward_flops};
 
@@ -32,7 +33,7 @@ pub struct UnetBench {
     pub forward_images_per_s: f64,
     /// Inference GFLOP/s.
     pub forward_gflops: f64,
-    /// sgemm GFLOP/s on the largest conv GEMM (C1 × 9·(C1+C2) × B·S²).
+    /// sgemm GFLOP/s on the largest conv GEMM, one image's (C1 × 9·(C1+C2) × S²).
     pub gemm_gflops: f64,
 }
 
@@ -82,13 +83,13 @@ pub fn bench_unet(
     }
     let fwd_s = start.elapsed().as_secs_f64();
     let f = forward_flops(&config);
-    let (m, k, n) = (config.c1, 9 * (config.c1 + config.c2), batch * d);
-    let (a, b) = (vec![0.5f32; m * k], vec![0.25f32; k * n]);
+    let (m, k, n, ld) = (config.c1, 9 * (config.c1 + config.c2), d, col_ld(d));
+    let (a, b) = (vec![0.5f32; m * k], vec![0.25f32; k * ld]);
     let mut c = vec![0.0f32; m * n];
-    let reps = 20;
+    let reps = 20 * batch;
     let start = Instant::now();
     for _ in 0..reps {
-        f32::gemm(m, k, n, 1.0, &a, k, 1, &b, n, 1, 0.0, &mut c, n);
+        f32::gemm(m, k, n, 1.0, &a, k, 1, &b, ld, 1, 0.0, &mut c, n);
     }
     let gemm_s = start.elapsed().as_secs_f64();
     let train_ips = (train_steps * batch) as f64 / train_s;

@@ -230,6 +230,16 @@ mod tests {
     }
 
     #[test]
+    fn samples_do_not_depend_on_the_batch_or_micro_batch_split() {
+        // 19 images: batches of 19 (micro-batches 8 + 8 + 3) and of 3 (3 + … + 1).
+        let model = UnetModel::tiny();
+        let big = sample(&model, 19, &cfg(3, 19), |_| {}).unwrap();
+        let small = sample(&model, 19, &cfg(3, 3), |_| {}).unwrap();
+        assert_eq!(big.images, small.images);
+        assert_eq!(big.hal, small.hal);
+    }
+
+    #[test]
     fn windows_outside_the_steps_are_refused() {
         let model = UnetModel::tiny();
         for bad in [0, 13] {

@@ -240,11 +240,12 @@ mod tests {
         let model = UnetModel::tiny();
         let (config, params) = (model.config, model.params);
         let layout = UnetLayout::new(config).unwrap();
-        let (b, d) = (5, config.dim());
+        // 11 images: one thread runs micro-batches of 8 + 3, shards split them otherwise.
+        let (b, d) = (11, config.dim());
         let mut rng = NormalStream::new(chacha_stream(3, 2));
         let xt: Vec<f32> = (0..b * d).map(|_| rng.next_normal() as f32).collect();
         let eps: Vec<f32> = (0..b * d).map(|_| rng.next_normal() as f32).collect();
-        let t = [3u32, 500, 999, 0, 42];
+        let t = [3u32, 500, 999, 0, 42, 7, 250, 998, 1, 600, 77];
         let mut whole = vec![0.0f32; params.len()];
         let loss = batch_gradient(&layout, &params, &xt, &t, &eps, 1, &mut whole).unwrap();
         let norm = whole.iter().map(|g| g.abs()).fold(0.0f32, f32::max);
