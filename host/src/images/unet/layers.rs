@@ -1,11 +1,12 @@
 //! The U-Net's layers, forward and backward, on channel-major activations
-//! `[C][B][H·W]` (so one GEMM covers the whole batch and a channel concat is a stack).
+//! `[C][B][H·W]` (a channel concat is a stack; a convolution's GEMM reads one image's
+//! columns at row stride B·H·W and writes its output the same way).
 //!
 //! Backward functions *add* into the input gradient (callers zero it), so skip connections
 //! and concatenations sum their gradients for free; parameter gradients are also added.
 //!
 //! - conv k×k (k = 3, pad 1; or k = 1): y = W·im2col(x) + b, W `[cout][cin·k·k]` (PyTorch's
-//!   `[cout][cin][ky][kx]`); ∂W = ∂y·colᵀ, ∂col = Wᵀ·∂y, ∂x = col2im(∂col).
+//!   `[cout][cin][ky][kx]`); ∂W = ∂y·colᵀ, ∂col = Wᵀ·∂y, ∂x = col2im(∂col); per image.
 //! - group norm (Wu & He 2018): x̂ = (x − μ_g)/√(σ²_g + ε) per (sample, group), y = γ_c x̂ + β_c;
 //!   ∂x = (1/σ)(g − mean(g) − x̂·mean(g·x̂)) with g = γ·∂y, means over the group.
 //! - SiLU: y = x·s(x), s = 1/(1+e⁻ˣ); ∂x = ∂y·s(1 + x(1 − s)).
