@@ -185,43 +185,42 @@ impl Conv {
         }
         col.resize(self.col_len(d), T::ZERO);
         for b in 0..d.b {
+            let (src, ld) = self.columns(x, d, b, col);
             let yb = &mut y[b * hw..];
-            if self.k == 1 {
-                T::gemm(
-                    self.cout,
-                    kk,
-                    hw,
-                    T::ONE,
-                    w,
-                    kk,
-                    1,
-                    &x[b * hw..],
-                    n,
-                    1,
-                    T::ONE,
-                    yb,
-                    n,
-                );
-            } else {
-                let ld = col_ld(hw);
-                im2col(x, d.with_c(self.cin), b, self.k, col, ld);
-                T::gemm(
-                    self.cout,
-                    kk,
-                    hw,
-                    T::ONE,
-                    w,
-                    kk,
-                    1,
-                    col,
-                    ld,
-                    1,
-                    T::ONE,
-                    yb,
-                    n,
-                );
-            }
+            T::gemm(
+                self.cout,
+                kk,
+                hw,
+                T::ONE,
+                w,
+                kk,
+                1,
+                src,
+                ld,
+                1,
+                T::ONE,
+                yb,
+                n,
+            );
         }
+    }
+
+    /// Image `b`'s GEMM input and its row stride: `x` itself for 1×1 (rows of B·H·W), else
+    /// its im2col in `col` (rows of [`col_ld`]).
+    fn columns<'a, T: Real>(
+        &self,
+        x: &'a [T],
+        d: Dims,
+        b: usize,
+        col: &'a mut [T],
+    ) -> (&'a [T], usize) {
+        let hw = d.h * d.w;
+        if self.k == 1 {
+            return (&x[b * hw..], d.n());
+        }
+        let ld = col_ld(hw);
+        im2col(x, d.with_c(self.cin), b, self.k, col, ld);
+        (col, ld)
     }
 
     /// Adds ∂W, ∂b and ∂x for upstream gradient `dy`.
@@ -244,31 +243,15 @@ impl Conv {
         col.resize(self.col_len(d), T::ZERO);
         for b in 0..d.b {
             let dyb = &dy[b * hw..];
+            let (src, ld) = self.columns(x, d, b, col);
+            T::gemm(co, hw, kk, T::ONE, dyb, n, 1, src, 1, ld, T::ONE, dw, kk);
             if self.k == 1 {
-                let xb = &x[b * hw..];
-                T::gemm(co, hw, kk, T::ONE, dyb, n, 1, xb, 1, n, T::ONE, dw, kk);
-                T::gemm(
-                    kk,
-                    co,
-                    hw,
-                    T::ONE,
-                    w,
-                    1,
-                    kk,
-                    dyb,
-                    n,
-                    1,
-                    T::ONE,
-                    &mut dx[b * hw..],
-                    n,
-                );
+                let dxb = &mut dx[b * hw..];
+                T::gemm(kk, co, hw, T::ONE, w, 1, kk, dyb, n, 1, T::ONE, dxb, n);
                 continue;
             }
-            let (ld, dc) = (col_ld(hw), d.with_c(self.cin));
-            im2col(x, dc, b, self.k, col, ld);
-            T::gemm(co, hw, kk, T::ONE, dyb, n, 1, col, 1, ld, T::ONE, dw, kk);
             T::gemm(kk, co, hw, T::ONE, w, 1, kk, dyb, n, 1, T::ZERO, col, ld);
-            col2im_add(col, dc, b, self.k, dx, ld);
+            col2im_add(col, d.with_c(self.cin), b, self.k, dx, ld);
         }
     }
 }
@@ -276,29 +259,18 @@ impl Conv {
 /// Partial sums per lane: the loops below vectorise, and each sum has one fixed order.
 const LANES: usize = 8;
 
-/// Σ xs, in [`LANES`] interleaved partial sums added left to right, then the tail.
-fn lane_sum<T: Real>(xs: &[T]) -> T {
+/// Σ f(x) over `xs`, in [`LANES`] interleaved partial sums added left to right, then the
+/// tail.
+fn lane_sum<T: Real>(xs: &[T], f: impl Fn(T) -> T) -> T {
     let mut acc = [T::ZERO; LANES];
     let (chunks, tail) = xs.as_chunks::<LANES>();
     for c in chunks {
         for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v;
-        }
-    }
-    acc.iter().chain(tail).fold(T::ZERO, |s, &v| s + v)
-}
-
-/// Σ (x − m)², summed as [`lane_sum`].
-fn lane_sq_dev<T: Real>(xs: &[T], m: T) -> T {
-    let mut acc = [T::ZERO; LANES];
-    let (chunks, tail) = xs.as_chunks::<LANES>();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += (v - m) * (v - m);
+            *a += f(v);
         }
     }
     let head = acc.iter().fold(T::ZERO, |s, &v| s + v);
-    tail.iter().fold(head, |s, &v| s + (v - m) * (v - m))
+    tail.iter().fold(head, |s, &v| s + f(v))
 }
 
 /// (Σ g, Σ g·x̂), summed as [`lane_sum`].
@@ -337,11 +309,11 @@ pub fn group_norm_forward<T: Real>(
         for b in 0..d.b {
             let planes = || (g * cpg..(g + 1) * cpg).map(|c| (c, (c * d.b + b) * hw));
             let sum: f64 = planes()
-                .map(|(_, o)| lane_sum(&x[o..o + hw]).to_f64())
+                .map(|(_, o)| lane_sum(&x[o..o + hw], |v| v).to_f64())
                 .sum();
             let mean_t = T::from_f64(sum / count);
             let var: f64 = planes()
-                .map(|(_, o)| lane_sq_dev(&x[o..o + hw], mean_t).to_f64())
+                .map(|(_, o)| lane_sum(&x[o..o + hw], |v| (v - mean_t) * (v - mean_t)).to_f64())
                 .sum();
             let r = 1.0 / (var / count + GN_EPS).sqrt();
             rstd[b * groups + g] = T::from_f64(r);
